@@ -1,0 +1,49 @@
+"""nucfuse_datasets: the NucFuseRank nuclei instance-segmentation benchmark in three lines.
+
+Example:
+    >>> import nucfuse_datasets as nf
+    >>> "monuseg" in nf.list_datasets()
+    True
+
+The heavier entry points (``NucFuseTrain``, ``NucFuseTest``, ``metrics``) are imported lazily.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from nucfuse_datasets import errors
+from nucfuse_datasets._registry import get_dataset, get_dataset_class, list_datasets
+from nucfuse_datasets._version import __version__
+from nucfuse_datasets.schema import Sample, SampleMeta, collate
+
+if TYPE_CHECKING:  # pragma: no cover
+    from nucfuse_datasets.composite import NucFuseTest, NucFuseTrain
+
+__all__ = [
+    "NucFuseTest",
+    "NucFuseTrain",
+    "Sample",
+    "SampleMeta",
+    "__version__",
+    "collate",
+    "errors",
+    "get_dataset",
+    "get_dataset_class",
+    "list_datasets",
+]
+
+_LAZY = {"NucFuseTrain": "nucfuse_datasets.composite", "NucFuseTest": "nucfuse_datasets.composite"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    from nucfuse_datasets._registry import dataset_classes
+
+    for cls in dataset_classes():
+        if cls.__name__ == name:
+            return cls
+    raise AttributeError(f"module 'nucfuse_datasets' has no attribute {name!r}")

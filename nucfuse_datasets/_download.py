@@ -1,0 +1,448 @@
+"""The only network code of the library: resources, mirrors, verified downloads.
+
+* A :class:`Resource` describes one upstream file: its name on disk, ordered mirror URLs, the
+  pinned hash with its provenance (``None`` where no hash is known: then the sha256 of the
+  first download is recorded and enforced afterwards), the expected size, and whether a manual
+  download is needed.
+* :func:`fetch` downloads through pooch (temporary file, then an atomic move) from each mirror
+  in turn, detects HTML error pages and implausibly small files *before* hashing, and verifies
+  the hash. ``NUCFUSE_OFFLINE=1`` turns any download into :class:`~nucfuse_datasets.errors.OfflineError`.
+* :func:`use_downloader` injects a transport (``(url, output_path) -> None``) in place of HTTP;
+  tests use it to serve fake archives.
+
+Example:
+    >>> import pathlib, tempfile
+    >>> src = pathlib.Path(tempfile.mkdtemp()) / "data.bin"; _ = src.write_bytes(b"x" * 2048)
+    >>> res = Resource(key="demo", filename="data.bin", urls=("https://example.org/data.bin",),
+    ...                kind="file", sha256=sha256_file(src))
+    >>> def copy(url, out):
+    ...     pathlib.Path(out).write_bytes(src.read_bytes())
+    >>> with use_downloader(copy):
+    ...     path = fetch(res, pathlib.Path(tempfile.mkdtemp()), progress=False)
+    >>> path.name
+    'data.bin'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import html
+import json
+import logging
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import pooch
+
+from nucfuse_datasets._config import OFFLINE_ENV, is_offline
+from nucfuse_datasets._io import atomic_write_json, md5_file, sha256_file
+from nucfuse_datasets._version import __version__
+from nucfuse_datasets.errors import (
+    ChecksumError,
+    DownloadError,
+    OfflineError,
+    UnexpectedContentError,
+)
+
+__all__ = [
+    "Downloader",
+    "Resource",
+    "fetch",
+    "get_downloader",
+    "recorded_hash",
+    "set_downloader",
+    "use_downloader",
+    "verify_file",
+]
+
+log = logging.getLogger("nucfuse_datasets")
+
+#: A transport writes the bytes found at ``url`` into ``output`` (a path).
+Downloader = Callable[[str, Path], None]
+
+_injected: Downloader | None = None
+_HASH_RECORD = ".nucfuse-hashes.json"
+_USER_AGENT = f"nucfuse-datasets/{__version__} (+https://arxiv.org/abs/2601.20104)"
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One upstream file (archive or plain file) or a folder that can only be placed by hand.
+
+    Attributes:
+        key: short identifier within the dataset (``"train"``).
+        filename: the file name on disk, as the host serves it (for folders: the folder name).
+        urls: ordered mirrors; all must serve byte-identical content (same hash).
+        sha256: pinned sha256, or ``None`` when no hash is known.
+        md5: publisher md5, used only when no sha256 is known.
+        size: expected size in bytes, when known.
+        marker: path, relative to the extracted content's root, that proves the content is present
+            (``"MoNuSeg 2018 Training Data/Annotations"``).
+        kind: ``"archive"`` (zip/tar, extracted before conversion), ``"file"`` (used as is) or
+            ``"folder"`` (only a hand-placed folder is possible).
+        manual: no automatic download is possible (sign-in, Kaggle, a Drive folder, Box).
+        page: web page a person visits to get the file.
+        hash_source: where the pinned hash comes from.
+        required: conversion cannot run without it.
+        note: anything a person must know (licence acceptance, which button to press...).
+    """
+
+    key: str
+    filename: str
+    urls: tuple[str, ...] = ()
+    sha256: str | None = None
+    md5: str | None = None
+    size: int | None = None
+    marker: str | None = None
+    kind: Literal["archive", "file", "folder"] = "archive"
+    manual: bool = False
+    page: str | None = None
+    hash_source: str = ""
+    required: bool = True
+    note: str = ""
+    extra: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def downloadable(self) -> bool:
+        """True when the library can fetch it by itself."""
+        return bool(self.urls) and not self.manual and self.kind != "folder"
+
+    def describe(self) -> str:
+        """One line for error messages and ``nucfuse info``."""
+        bits = [repr(self.filename)]
+        if self.size:
+            bits.append(f"{self.size:,} bytes")
+        if self.sha256:
+            bits.append(f"sha256 {self.sha256}")
+        elif self.md5:
+            bits.append(f"md5 {self.md5}")
+        else:
+            bits.append("no published hash (recorded on first use)")
+        where = self.page or (self.urls[0] if self.urls else None)
+        if where:
+            bits.append(f"from {where}")
+        return ", ".join(bits)
+
+
+def get_downloader() -> Downloader | None:
+    """The injected transport, or ``None`` when real HTTP is used."""
+    return _injected
+
+
+def set_downloader(fn: Downloader | None) -> Downloader | None:
+    """Inject a transport (``None`` restores HTTP); returns the previous one."""
+    global _injected
+    previous, _injected = _injected, fn
+    return previous
+
+
+@contextlib.contextmanager
+def use_downloader(fn: Downloader) -> Iterator[None]:
+    """Context manager form of :func:`set_downloader`."""
+    previous = set_downloader(fn)
+    try:
+        yield
+    finally:
+        set_downloader(previous)
+
+
+# --------------------------------------------------------------------------- hashes
+
+
+def _record_path(folder: Path) -> Path:
+    return folder / _HASH_RECORD
+
+
+def recorded_hash(folder: Path, filename: str) -> str | None:
+    """sha256 recorded on first download of a resource that has no published hash."""
+    path = _record_path(folder)
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    entry = data.get(filename)
+    return entry.get("sha256") if isinstance(entry, dict) else None
+
+
+def _record_hash(folder: Path, filename: str, digest: str, origin: str) -> None:
+    path = _record_path(folder)
+    data: dict[str, object] = {}
+    if path.is_file():
+        with contextlib.suppress(OSError, json.JSONDecodeError):
+            data = json.loads(path.read_text())
+    data[filename] = {
+        "sha256": digest,
+        "origin": origin,
+        "recorded": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    atomic_write_json(path, data)
+    log.warning(
+        "%s has no published hash; recorded sha256 %s on first use (%s). Later runs verify against it.",
+        filename,
+        digest,
+        origin,
+    )
+
+
+def verify_file(resource: Resource, path: Path, *, origin: str = "local file") -> str:
+    """Check a local copy of ``resource``; return its sha256.
+
+    Pinned sha256 first, then the publisher's md5, else the sha256 recorded on first use
+    (recording it now if this is the first use).
+
+    Raises:
+        ChecksumError: the hash differs; the message names the file, expected and actual hash.
+    """
+    actual = sha256_file(path)
+    if resource.sha256:
+        if actual != resource.sha256.lower():
+            raise ChecksumError(_checksum_message(path, "sha256", resource.sha256, actual, resource))
+        return actual
+    if resource.md5:
+        actual_md5 = md5_file(path)
+        if actual_md5 != resource.md5.lower():
+            raise ChecksumError(_checksum_message(path, "md5", resource.md5, actual_md5, resource))
+        return actual
+    known = recorded_hash(path.parent, resource.filename)
+    if known is None:
+        _record_hash(path.parent, resource.filename, actual, origin)
+    elif known != actual:
+        raise ChecksumError(
+            _checksum_message(path, "sha256 (recorded on first use)", known, actual, resource)
+            + f" If the upstream file really changed, delete {path.parent / _HASH_RECORD} to accept it."
+        )
+    return actual
+
+
+def _checksum_message(path: Path, algo: str, expected: str, actual: str, resource: Resource) -> str:
+    hint = _sniff_hint(path)
+    return (
+        f"{path}: {algo} mismatch for {resource.filename!r}: expected {expected}, got {actual}."
+        f"{hint} Delete the file and download it again"
+        + (f" (from {resource.page or resource.urls[0]})." if (resource.page or resource.urls) else ".")
+    )
+
+
+# --------------------------------------------------------------------------- content sniffing
+
+_HTML_RE = re.compile(rb"^\s*(<!doctype\s+html|<html|<head|<body|<\?xml[^>]*>\s*<html)", re.IGNORECASE)
+
+
+def _looks_like_html(head: bytes) -> bool:
+    head = head.lstrip(b"\xef\xbb\xbf")
+    return bool(_HTML_RE.match(head)) or (b"<html" in head.lower()[:512] and head.lstrip()[:1] == b"<")
+
+
+def _sniff_hint(path: Path) -> str:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(1024)
+    except OSError:
+        return ""
+    if _looks_like_html(head):
+        return " The file is an HTML page (an error, sign-in or quota page), not the data."
+    return ""
+
+
+def _check_content(path: Path, resource: Resource, url: str) -> None:
+    """Refuse an HTML page or an implausibly small file before any hashing."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(1024)
+    if _looks_like_html(head):
+        title = re.search(rb"<title>(.*?)</title>", head + b"", re.IGNORECASE | re.DOTALL)
+        what = html.unescape(title.group(1).decode("utf-8", "replace").strip()) if title else "an HTML page"
+        raise UnexpectedContentError(
+            f"{url} returned an HTML page ({what!r}, {size} bytes) instead of {resource.filename!r}: "
+            "usually a sign-in, quota or virus-scan page. Download it by hand"
+            + (f" from {resource.page}" if resource.page else "")
+            + f" and place it as {path.parent / resource.filename}."
+        )
+    if resource.size is not None and size != resource.size:
+        raise UnexpectedContentError(
+            f"{url} delivered {size} bytes for {resource.filename!r}, expected {resource.size} bytes "
+            "(an interrupted transfer or a different file)."
+        )
+    if resource.kind == "archive" and size < 100:
+        raise UnexpectedContentError(
+            f"{url} delivered only {size} bytes for {resource.filename!r}: too small to be the archive."
+        )
+
+
+# --------------------------------------------------------------------------- transports
+
+
+def _http_transport(progress: bool) -> Downloader:
+    http = pooch.HTTPDownloader(progressbar=progress, headers={"User-Agent": _USER_AGENT}, timeout=60)
+
+    def download(url: str, output: Path) -> None:
+        http(url, str(output), None)
+
+    return download
+
+
+_DRIVE_ID = re.compile(r"(?:[?&]id=|/d/)([A-Za-z0-9_-]{10,})")
+
+
+def drive_confirm_request(page: str, url: str) -> tuple[str, dict[str, str]] | None:
+    """From a Google Drive warning page, the URL and query parameters that confirm the download.
+
+    Handles the form page (``<form id="download-form" action=...>`` with hidden inputs) and the
+    older ``confirm=`` link. Returns ``None`` when the page offers no confirmation (quota exceeded,
+    sign-in required, file not shared).
+    """
+    form = re.search(r'<form[^>]*id="download-form"[^>]*action="([^"]+)"', page)
+    if form:
+        params = dict(re.findall(r'<input[^>]*type="hidden"[^>]*name="([^"]+)"[^>]*value="([^"]*)"', page))
+        return html.unescape(form.group(1)), {k: html.unescape(v) for k, v in params.items()}
+    link = re.search(r'href="(/uc\?export=download[^"]*confirm=[^"]+)"', page)
+    if link:
+        return "https://drive.google.com" + html.unescape(link.group(1)), {}
+    token = re.search(r"confirm=([0-9A-Za-z_-]+)", page)
+    file_id = _DRIVE_ID.search(url)
+    if token and file_id:
+        return "https://drive.google.com/uc", {
+            "export": "download",
+            "confirm": token.group(1),
+            "id": file_id.group(1),
+        }
+    return None
+
+
+class GoogleDriveTransport:
+    """Downloads a shared Google Drive file, passing the "can't scan for viruses" confirmation.
+
+    Drive answers large files with an HTML warning page; this transport submits its confirmation
+    form once. Any other HTML answer (quota exceeded, sign-in) is left in the output file and
+    reported by the content check as an HTML page.
+    """
+
+    def __init__(self, session: object | None = None, progress: bool = True) -> None:
+        self.session = session
+        self.progress = progress
+
+    def __call__(self, url: str, output: Path) -> None:
+        import requests
+
+        session = self.session or requests.Session()
+        headers = {"User-Agent": _USER_AGENT}
+        try:
+            resp = session.get(url, stream=True, timeout=60, headers=headers)  # type: ignore[attr-defined]
+            resp.raise_for_status()
+            if "text/html" in resp.headers.get("Content-Type", ""):
+                page = resp.text
+                confirm = drive_confirm_request(page, url)
+                if confirm is None:
+                    output.write_text(page)
+                    return
+                action, params = confirm
+                resp = session.get(action, params=params, stream=True, timeout=60, headers=headers)  # type: ignore[attr-defined]
+                resp.raise_for_status()
+            total = int(resp.headers.get("Content-Length") or 0) or None
+            _stream_response(resp, output, total, self.progress)
+        except requests.RequestException as exc:
+            raise DownloadError(f"{url}: {exc}") from None
+
+
+def _stream_response(resp: object, output: Path, total: int | None, progress: bool) -> None:
+    from tqdm.auto import tqdm
+
+    with (
+        open(output, "wb") as fh,
+        tqdm(total=total, unit="B", unit_scale=True, disable=not progress, desc=output.name[:30], leave=False) as bar,
+    ):
+        for chunk in resp.iter_content(chunk_size=1 << 20):  # type: ignore[attr-defined]
+            if chunk:
+                fh.write(chunk)
+                bar.update(len(chunk))
+
+
+def _transport_for(url: str, progress: bool) -> Downloader:
+    if _injected is not None:
+        return _injected
+    if "drive.google.com" in url or "drive.usercontent.google.com" in url:
+        return GoogleDriveTransport(progress=progress)
+    return _http_transport(progress)
+
+
+# --------------------------------------------------------------------------- fetch
+
+
+def fetch(resource: Resource, folder: Path, *, progress: bool = True) -> Path:
+    """Download ``resource`` into ``folder / resource.filename`` and verify it.
+
+    Mirrors are tried in order; the first that delivers the right bytes wins. Nothing is left in
+    ``folder`` when every mirror fails.
+
+    Raises:
+        OfflineError: ``NUCFUSE_OFFLINE`` is set.
+        ChecksumError: a mirror delivered a file with the wrong hash (and no mirror had the right one).
+        UnexpectedContentError: a mirror delivered an HTML page or a file of the wrong size.
+        DownloadError: every mirror failed for another reason (network, HTTP status).
+    """
+    dest = folder / resource.filename
+    if is_offline():
+        raise OfflineError(
+            f"{OFFLINE_ENV}=1 is set, so {resource.filename!r} was not downloaded. Place it by hand at "
+            f"{dest} ({resource.describe()}), or unset {OFFLINE_ENV}."
+        )
+    if not resource.downloadable:
+        raise DownloadError(f"{resource.filename!r} cannot be downloaded automatically")
+    folder.mkdir(parents=True, exist_ok=True)
+    failures: list[str] = []
+    checksum_failure: ChecksumError | None = None
+    content_failure: UnexpectedContentError | None = None
+    for url in resource.urls:
+        transport = _transport_for(url, progress)
+
+        def download(
+            url_: str, output_file: str, _pooch: object, check_only: bool = False, transport: Downloader = transport
+        ) -> None:
+            out = Path(output_file)
+            transport(url_, out)
+            _check_content(out, resource, url_)
+            if resource.sha256 or resource.md5:
+                verify_file(resource, out, origin=url_)
+
+        try:
+            pooch.retrieve(
+                url,
+                known_hash=None,
+                fname=resource.filename,
+                path=folder,
+                downloader=download,
+                progressbar=False,
+            )
+        except ChecksumError as exc:
+            checksum_failure = exc
+            failures.append(f"{url}: {exc}")
+            continue
+        except UnexpectedContentError as exc:
+            content_failure = exc
+            failures.append(f"{url}: {exc}")
+            continue
+        except DownloadError as exc:
+            failures.append(f"{url}: {exc}")
+            continue
+        except Exception as exc:  # requests/pooch/OS errors of a mirror; try the next one
+            failures.append(f"{url}: {type(exc).__name__}: {exc}")
+            continue
+        if not (resource.sha256 or resource.md5):
+            verify_file(resource, dest, origin=url)  # records the sha256 on first download
+        return dest
+    if checksum_failure is not None and len(failures) == 1:
+        raise checksum_failure
+    if content_failure is not None and len(failures) == 1:
+        raise content_failure
+    message = f"could not download {resource.filename!r} from any mirror:\n  " + "\n  ".join(failures)
+    if checksum_failure is not None:
+        raise ChecksumError(message)
+    if content_failure is not None:
+        raise UnexpectedContentError(message)
+    raise DownloadError(message)

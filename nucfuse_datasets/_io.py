@@ -1,0 +1,380 @@
+"""File helpers: hashing, atomic writes, safe readers for the native image/label/XML formats.
+
+Every reader turns a malformed file into :class:`~nucfuse_datasets.errors.InvalidSourceError`
+naming the file, so converters never leak a raw Pillow/tifffile/expat exception.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nucfuse_datasets.errors import InvalidSourceError
+
+__all__ = [
+    "AperioAnnotation",
+    "atomic_write",
+    "atomic_write_json",
+    "feed_expat",
+    "iter_xml_events",
+    "load_npy",
+    "parse_aperio",
+    "read_image",
+    "read_label_image",
+    "safe_expat_parser",
+    "save_npy",
+    "sha256_file",
+    "to_rgb_uint8",
+    "write_tif",
+]
+
+_CHUNK = 1 << 20
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "x"; _ = p.write_bytes(b"abc")
+        >>> sha256_file(p)[:12]
+        'ba7816bf8f01'
+    """
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(_CHUNK), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def md5_file(path: str | os.PathLike[str]) -> str:
+    """Hex md5 of a file (only for sources whose publisher gives md5)."""
+    h = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(_CHUNK), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[Any]:
+    """Open a temporary file beside ``path``; on success fsync and ``os.replace`` it into place.
+
+    On any exception the temporary file is removed and ``path`` is untouched.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "out.txt"
+        >>> with atomic_write(p, "w") as fh:
+        ...     _ = fh.write("done")
+        >>> p.read_text()
+        'done'
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
+    """Write ``obj`` as indented JSON atomically."""
+    with atomic_write(path, "w") as fh:
+        json.dump(obj, fh, indent=1, sort_keys=False)
+        fh.write("\n")
+
+
+def save_npy(path: str | os.PathLike[str], array: np.ndarray) -> None:
+    """Save an array as ``.npy`` (never pickled) to ``path``."""
+    with open(path, "wb") as fh:
+        np.save(fh, np.ascontiguousarray(array), allow_pickle=False)
+
+
+def load_npy(path: str | os.PathLike[str], mmap_mode: str | None = None) -> np.ndarray:
+    """Load a ``.npy`` file with ``allow_pickle=False``.
+
+    Raises:
+        InvalidSourceError: the file needs pickle (object arrays) or is not a valid ``.npy``.
+    """
+    try:
+        return np.load(path, allow_pickle=False, mmap_mode=mmap_mode)  # type: ignore[arg-type]
+    except ValueError as exc:
+        if "pickle" in str(exc).lower():
+            raise InvalidSourceError(
+                f"{path}: the array needs pickle to load (object dtype); refusing to unpickle untrusted data"
+            ) from None
+        raise InvalidSourceError(f"{path}: not a valid .npy file ({exc})") from None
+    except (OSError, EOFError) as exc:
+        raise InvalidSourceError(f"{path}: cannot read .npy file ({exc})") from None
+
+
+def write_tif(path: str | os.PathLike[str], image: np.ndarray) -> None:
+    """Write an RGB ``uint8`` image as an uncompressed TIFF (fast to read back)."""
+    import tifffile
+
+    tifffile.imwrite(path, image, photometric="rgb" if image.ndim == 3 else "minisblack")
+
+
+def _open_pil(path: Path) -> Any:
+    from PIL import Image, UnidentifiedImageError
+
+    Image.MAX_IMAGE_PIXELS = 2**31  # our own data: large TIFFs are legitimate, but bounded
+    try:
+        img = Image.open(path)
+        img.load()
+        return img
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise InvalidSourceError(f"{path}: cannot decode image ({exc})") from None
+    except Image.DecompressionBombError as exc:
+        raise InvalidSourceError(f"{path}: image too large ({exc})") from None
+
+
+def read_image(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read a PNG/TIFF/JPEG image as a numpy array, channels last, in its native dtype.
+
+    TIFFs are read with tifffile (first page / level 0) and fall back to Pillow for
+    compressions tifffile cannot decode without extra codecs (LZW in MoNuSeg training images).
+
+    Raises:
+        InvalidSourceError: the file cannot be decoded.
+    """
+    path = Path(path)
+    if path.suffix.lower() in {".tif", ".tiff", ".svs"}:
+        import tifffile
+
+        try:
+            with tifffile.TiffFile(path) as tif:
+                return np.asarray(tif.series[0].levels[0].asarray())
+        except Exception as exc:  # tifffile raises many types; fall back to Pillow below
+            tif_error = exc
+        try:
+            return np.asarray(_open_pil(path))
+        except InvalidSourceError:
+            raise InvalidSourceError(f"{path}: cannot decode TIFF ({tif_error})") from None
+    return np.asarray(_open_pil(path))
+
+
+def to_rgb_uint8(image: np.ndarray, source: str | os.PathLike[str] = "<array>") -> np.ndarray:
+    """Normalise a decoded H&E image to ``H×W×3 uint8``: RGBA drops alpha, RGB passes.
+
+    Raises:
+        InvalidSourceError: greyscale, 16-bit/float, or an unexpected channel count.
+
+    Example:
+        >>> import numpy as np
+        >>> to_rgb_uint8(np.zeros((2, 2, 4), np.uint8)).shape
+        (2, 2, 3)
+    """
+    if image.dtype != np.uint8:
+        raise InvalidSourceError(
+            f"{source}: expected an 8-bit RGB(A) H&E image, got dtype {image.dtype} shape {image.shape}"
+        )
+    if image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (1, 2)):
+        raise InvalidSourceError(f"{source}: greyscale image (shape {image.shape}); an RGB H&E image is expected")
+    if image.ndim != 3 or image.shape[2] not in (3, 4):
+        raise InvalidSourceError(f"{source}: expected H×W×3 or H×W×4, got shape {image.shape}")
+    if image.shape[2] == 4:
+        image = image[..., :3]
+    return np.ascontiguousarray(image)
+
+
+def read_label_image(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read an integer label map (PNG/TIFF, 8/16/32-bit) as a 2-D integer array.
+
+    Raises:
+        InvalidSourceError: not 2-D, or a float/negative label map.
+    """
+    arr = read_image(path)
+    # some writers store labels as RGB(A) with identical channels
+    if (
+        arr.ndim == 3
+        and arr.shape[2] in (1, 3, 4)
+        and all(np.array_equal(arr[..., 0], arr[..., c]) for c in range(1, min(arr.shape[2], 3)))
+    ):
+        arr = arr[..., 0]
+    if arr.ndim != 2:
+        raise InvalidSourceError(f"{path}: a label map must be 2-D, got shape {arr.shape}")
+    if arr.dtype == np.bool_:
+        return arr.astype(np.uint8)
+    if not np.issubdtype(arr.dtype, np.integer):
+        if np.issubdtype(arr.dtype, np.floating) and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
+            arr = arr.astype(np.int64)
+        else:
+            raise InvalidSourceError(f"{path}: label map has non-integer values (dtype {arr.dtype})")
+    if arr.size and np.issubdtype(arr.dtype, np.signedinteger) and int(arr.min()) < 0:
+        raise InvalidSourceError(f"{path}: label map has negative values")
+    return arr
+
+
+def safe_expat_parser(path: str | os.PathLike[str]) -> Any:
+    """An expat parser that refuses DTDs, entity declarations and external entities.
+
+    A document type declaration, any entity declaration or an external entity reference raises
+    :class:`~nucfuse_datasets.errors.InvalidSourceError` at once, so "billion laughs" and
+    external-entity documents are refused before any expansion. Set its element handlers, then
+    call :func:`feed_expat`.
+    """
+    from xml.parsers import expat
+
+    parser = expat.ParserCreate()
+    parser.buffer_text = True
+
+    def forbid_dtd(*_: object) -> None:
+        raise InvalidSourceError(f"{path}: XML with a document type declaration (DTD) is refused (unsafe)")
+
+    def forbid_entity(*_: object) -> None:
+        raise InvalidSourceError(f"{path}: XML entity declarations are refused (entity expansion attack)")
+
+    def forbid_external(*_: object) -> int:
+        raise InvalidSourceError(f"{path}: XML external entity references are refused")
+
+    parser.StartDoctypeDeclHandler = forbid_dtd
+    parser.EntityDeclHandler = forbid_entity
+    parser.UnparsedEntityDeclHandler = forbid_entity
+    parser.ExternalEntityRefHandler = forbid_external
+    parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+    return parser
+
+
+def feed_expat(parser: Any, path: str | os.PathLike[str]) -> None:
+    """Feed a file to a parser from :func:`safe_expat_parser`, mapping errors to InvalidSourceError."""
+    from xml.parsers import expat
+
+    try:
+        with open(path, "rb") as fh:
+            parser.ParseFile(fh)
+    except expat.ExpatError as exc:
+        raise InvalidSourceError(f"{path}: malformed XML ({exc})") from None
+    except OSError as exc:
+        raise InvalidSourceError(f"{path}: cannot read XML ({exc})") from None
+
+
+def iter_xml_events(path: str | os.PathLike[str]) -> list[tuple[str, str, dict[str, str]]]:
+    """All ``("start", tag, attrs)`` / ``("end", tag, {})`` events of an XML file, parsed safely.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "a.xml"; _ = p.write_text('<a x="1"><b/></a>')
+        >>> [e[:2] for e in iter_xml_events(p)]
+        [('start', 'a'), ('start', 'b'), ('end', 'b'), ('end', 'a')]
+    """
+    events: list[tuple[str, str, dict[str, str]]] = []
+    parser = safe_expat_parser(path)
+    parser.StartElementHandler = lambda tag, attrs: events.append(("start", tag, attrs))
+    parser.EndElementHandler = lambda tag: events.append(("end", tag, {}))
+    feed_expat(parser, path)
+    return events
+
+
+@dataclass
+class AperioAnnotation:
+    """One ``<Annotation>`` of an Aperio ImageScope XML file.
+
+    Attributes:
+        attrs: the Annotation element's attributes.
+        names: ``Name`` values of its ``Attributes/Attribute`` children (MoNuSAC puts the class here).
+        regions: ``(region attributes, N×2 float array of (x, y) vertices)`` in document order.
+    """
+
+    attrs: dict[str, str]
+    names: list[str] = field(default_factory=list)
+    regions: list[tuple[dict[str, str], np.ndarray]] = field(default_factory=list)
+
+
+def parse_aperio(path: str | os.PathLike[str]) -> tuple[dict[str, str], list[AperioAnnotation]]:
+    """Parse an Aperio ImageScope XML file (MoNuSeg, MoNuSAC): root attributes and annotations.
+
+    Vertices are read from ``Region/Vertices/Vertex`` ``X``/``Y`` attributes (float pixel
+    coordinates, X = column). Regions outside any ``Annotation`` are collected in an annotation
+    with empty attributes. Parsing streams through expat (no tree), refusing DTDs and entities.
+
+    Raises:
+        InvalidSourceError: unsafe or malformed XML, or a vertex without numeric ``X``/``Y``.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "a.xml"
+        >>> _ = p.write_text('<Annotations MicronsPerPixel="0.25"><Annotation Id="1"><Attributes>'
+        ...     '<Attribute Name="Epithelial"/></Attributes><Regions><Region Id="7"><Vertices>'
+        ...     '<Vertex X="1" Y="2"/><Vertex X="4" Y="2"/><Vertex X="4" Y="5"/></Vertices>'
+        ...     '</Region></Regions></Annotation></Annotations>')
+        >>> root, anns = parse_aperio(p)
+        >>> root["MicronsPerPixel"], anns[0].names, anns[0].regions[0][1].shape
+        ('0.25', ['Epithelial'], (3, 2))
+    """
+    state: dict[str, Any] = {"root": None, "ann": None, "region": None, "in_attributes": 0}
+    annotations: list[AperioAnnotation] = []
+    coords: list[str] = []
+    regions_raw: list[tuple[AperioAnnotation, dict[str, str], list[str]]] = []
+
+    def start(tag: str, attrs: dict[str, str]) -> None:
+        if tag == "Vertex":
+            if state["region"] is not None:
+                try:
+                    coords.append(attrs["X"])
+                    coords.append(attrs["Y"])
+                except KeyError:
+                    raise InvalidSourceError(
+                        f"{path}: Region {state['region'].get('Id')!r} has a Vertex without X/Y"
+                    ) from None
+            return
+        if state["root"] is None:
+            state["root"] = dict(attrs)
+        if tag == "Annotation":
+            state["ann"] = AperioAnnotation(attrs=dict(attrs))
+            annotations.append(state["ann"])
+        elif tag == "Attributes":
+            state["in_attributes"] += 1
+        elif tag == "Attribute":
+            if state["ann"] is not None and state["region"] is None and state["in_attributes"] and "Name" in attrs:
+                state["ann"].names.append(attrs["Name"])
+        elif tag == "Region":
+            state["region"] = dict(attrs)
+            coords.clear()
+
+    def end(tag: str) -> None:
+        if tag == "Vertex":
+            return
+        if tag == "Attributes":
+            state["in_attributes"] -= 1
+        elif tag == "Region" and state["region"] is not None:
+            if state["ann"] is None:
+                state["ann"] = AperioAnnotation(attrs={})
+                annotations.append(state["ann"])
+            regions_raw.append((state["ann"], state["region"], list(coords)))
+            state["region"] = None
+        elif tag == "Annotation":
+            state["ann"] = None
+
+    parser = safe_expat_parser(path)
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    feed_expat(parser, path)
+    if state["root"] is None:
+        raise InvalidSourceError(f"{path}: empty XML document")
+    for ann, attrs, flat in regions_raw:
+        try:
+            xy = np.array(flat, dtype=np.float64).reshape(-1, 2)
+        except ValueError:
+            raise InvalidSourceError(f"{path}: Region {attrs.get('Id')!r} has a vertex with non-numeric X/Y") from None
+        if not np.all(np.isfinite(xy)):
+            raise InvalidSourceError(f"{path}: Region {attrs.get('Id')!r} has non-finite coordinates")
+        ann.regions.append((attrs, xy))
+    return state["root"], annotations

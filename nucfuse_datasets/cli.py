@@ -1,0 +1,275 @@
+"""The ``nucfuse`` command line: list, info, download, prepare, verify, demo (and evaluate/report).
+
+Example:
+    $ nucfuse list
+    $ nucfuse info monuseg
+    $ nucfuse download --all --root /data/nucfuse
+    $ nucfuse prepare monuseg
+    $ nucfuse verify monuseg --repair
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import textwrap
+from collections.abc import Sequence
+from typing import Any
+
+from nucfuse_datasets._config import resolve_root
+from nucfuse_datasets._registry import dataset_classes, get_dataset_class, list_datasets
+from nucfuse_datasets._version import __version__
+from nucfuse_datasets.errors import ArgumentError, NucFuseError
+
+__all__ = ["main"]
+
+
+def _parse_options(pairs: Sequence[str] | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs or ():
+        if "=" not in pair:
+            raise ArgumentError(f"--option expects KEY=VALUE, got {pair!r}")
+        key, value = pair.split("=", 1)
+        parsed: Any = value
+        for cast in (int, float):
+            try:
+                parsed = cast(value)
+                break
+            except ValueError:
+                continue
+        out[key.strip()] = parsed
+    return out
+
+
+def _names(args: argparse.Namespace) -> list[str]:
+    if getattr(args, "all", False):
+        return [n for n in list_datasets() if n != "synthetic"]
+    if not args.names:
+        raise ArgumentError("name one or more datasets, or pass --all")
+    return [get_dataset_class(n).name for n in args.names]
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    rows = [("name", "title", "tiles*", "nuclei*", "licence", "download", "local")]
+    for cls in dataset_classes():
+        info = cls.info(args.root)
+        paper = info["paper_table1"] or {}
+        local = (
+            "prepared"
+            if info["local"]["prepared"]
+            else ("sources" if any(v != "missing" for v in info["local"]["sources"].values()) else "-")
+        )
+        download = "auto" if info["auto_download"] else "manual"
+        if cls.name == "synthetic":
+            download = "generated"
+        rows.append(
+            (
+                cls.name,
+                cls.title,
+                f"{paper.get('tiles', '')}",
+                f"{paper.get('nuclei', '')}",
+                cls.license,
+                download,
+                local,
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    print(f"\n* NucFuseRank paper, Table 1. Data root: {resolve_root(args.root)}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    cls = get_dataset_class(args.name)
+    info = cls.info(args.root)
+    if args.json:
+        print(json.dumps(info, indent=1))
+        return 0
+    wrap = textwrap.TextWrapper(width=100, subsequent_indent="    ")
+    print(f"{info['title']} ({info['name']})")
+    print(wrap.fill(info["description"]))
+    print(f"Licence:   {info['license']}")
+    print(f"Homepage:  {info['homepage']}")
+    print(wrap.fill(f"Citation:  {info['citation']}"))
+    test_from = info["test_split"] or "whole dataset"
+    print(f"Splits:    {', '.join(info['splits'])} (NucFuse-test draws from: {test_from})")
+    if info["class_names"]:
+        print(f"Classes:   {', '.join(info['class_names'])}")
+    if info["paper_table1"]:
+        p = info["paper_table1"]
+        print(
+            f"Paper Table 1: {p['tiles']} tiles, {p['nuclei']} nuclei, organs {p['organs']}, "
+            f"tile size {p['tile_size']}, density {p['density']}, {p['train_patches']} training patches"
+        )
+    for exp in info["expected_counts"]:
+        print(f"Expected:  {exp['split']}: {exp['tiles']} tiles, {exp['nuclei']} nuclei ({exp['source']})")
+    print("Sources:")
+    for r in info["resources"]:
+        how = "manual download" if r["manual"] else "automatic download"
+        print(f"  - {r['key']}: {r['filename']} [{how}]")
+        for u in r["urls"]:
+            print(f"      url:    {u}")
+        if r["page"]:
+            print(f"      page:   {r['page']}")
+        if r["sha256"]:
+            print(f"      sha256: {r['sha256']} ({r['hash_source']})")
+        elif r["md5"]:
+            print(f"      md5:    {r['md5']} ({r['hash_source']})")
+        else:
+            print(f"      hash:   {r['hash_source'] or 'none published; recorded on first use'}")
+        if r["note"]:
+            print(wrap.fill(f"      note:   {r['note']}"))
+    if info["manual_instructions"]:
+        print("Manual download:")
+        print(textwrap.indent(textwrap.fill(info["manual_instructions"], 96), "  "))
+    local = info["local"]
+    print(f"Local ({local['dataset_dir']}):")
+    print(f"  prepared stores: {', '.join(local['prepared']) or 'none'}")
+    for key, state in local["sources"].items():
+        print(f"  {key}: {state}")
+    return 0
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    from nucfuse_datasets._download import fetch
+
+    failures = 0
+    root = resolve_root(args.root)
+    for name in _names(args):
+        cls = get_dataset_class(name)
+        print(f"{cls.title} — licence: {cls.license}")
+        for res in cls.resources:
+            ddir = root / cls.name
+            if (ddir / res.filename).is_file():
+                print(f"  {res.filename}: already present")
+                continue
+            if not res.downloadable:
+                print(f"  {res.filename}: manual download needed — see `nucfuse info {cls.name}`")
+                failures += 1 if res.required else 0
+                continue
+            try:
+                path = fetch(res, ddir, progress=not args.quiet)
+                print(f"  {res.filename}: downloaded to {path}")
+            except NucFuseError as exc:
+                print(f"  {res.filename}: FAILED: {exc}", file=sys.stderr)
+                failures += 1
+    return 1 if failures else 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    options = _parse_options(args.option)
+    failures = 0
+    for name in _names(args):
+        cls = get_dataset_class(name)
+        try:
+            ds = cls(root=args.root, download=args.download, progress=not args.quiet, **options)
+        except NucFuseError as exc:
+            print(f"{name}: {exc}", file=sys.stderr)
+            failures += 1
+            continue
+        from nucfuse_datasets.store import PreparedStore
+
+        counts = PreparedStore(ds.store_path).counts
+        summary = ", ".join(f"{k}: {v['tiles']} tiles / {v['nuclei']} nuclei" for k, v in counts.items())
+        print(f"{name}: prepared at {ds.store_path} ({summary})")
+    return 1 if failures else 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from nucfuse_datasets.store import PreparedStore
+
+    options = _parse_options(args.option)
+    cls = get_dataset_class(args.name)
+    root = resolve_root(args.root)
+    stores = sorted(p for p in (root / cls.name).glob("prepared*") if PreparedStore.exists(p))
+    if not stores:
+        print(f"{cls.name}: no prepared store under {root / cls.name}; run `nucfuse prepare {cls.name}`")
+        return 1
+    bad = 0
+    for path in stores:
+        store = PreparedStore(path)
+        problems = store.verify(full=True)
+        n_files = len(store.manifest["files"])
+        if not problems:
+            print(f"{path}: OK ({n_files} files, {len(store.samples)} samples)")
+            continue
+        bad += 1
+        print(f"{path}: {len(problems)} problem(s) in {n_files} files:")
+        for p in problems[:20]:
+            print(f"  {p}")
+        if args.repair:
+            variant = {**store.manifest.get("variant", {}), **options}
+            try:
+                ds = cls(root=root, download=False, progress=False, **variant)
+                ds.prepare(force=True)
+                print(f"{path}: re-prepared from the native sources")
+                bad -= 1
+            except NucFuseError as exc:
+                print(f"{path}: repair failed: {exc}", file=sys.stderr)
+        else:
+            print(f"  run `nucfuse verify {cls.name} --repair` to re-prepare it from the native sources")
+    return 1 if bad else 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from nucfuse_datasets.demo import run_demo
+
+    return run_demo(out=args.out, root=args.root)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``nucfuse``."""
+    parser = argparse.ArgumentParser(prog="nucfuse", description="NucFuseRank nuclei datasets and benchmark")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--root", default=None, help="data root (default: $NUCFUSE_DATA_DIR or the OS cache)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("list", help="list the registered datasets")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("info", help="licence, citation, sources, manual steps and local state of a dataset")
+    p.add_argument("name")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("download", help="download the native archives (where the host allows it)")
+    p.add_argument("names", nargs="*")
+    p.add_argument("--all", action="store_true", help="every dataset")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_download)
+
+    p = sub.add_parser("prepare", help="convert native files into the prepared store")
+    p.add_argument("names", nargs="*")
+    p.add_argument("--all", action="store_true", help="every dataset")
+    p.add_argument("--download", action="store_true", help="download missing sources first")
+    p.add_argument("--option", action="append", metavar="KEY=VALUE", help="dataset option, e.g. source=original")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("verify", help="re-hash a prepared store against its manifest")
+    p.add_argument("name")
+    p.add_argument("--repair", action="store_true", help="re-prepare from the native sources if damaged")
+    p.add_argument("--option", action="append", metavar="KEY=VALUE")
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("demo", help="offline end-to-end demo on synthetic data")
+    p.add_argument("--out", default="demo-output", help="folder for the report files")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``nucfuse`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except NucFuseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""The error tree of ``nucfuse_datasets``.
+
+Every error the library raises on purpose is a subclass of :class:`NucFuseError`, so
+``except NucFuseError`` catches all of them. Each class also inherits from the closest
+built-in exception (``FileNotFoundError``, ``ValueError``, ``OSError``, ``ImportError``)
+so that generic handlers keep working.
+
+Example:
+    >>> from nucfuse_datasets.errors import NucFuseError, DatasetNotFoundError
+    >>> issubclass(DatasetNotFoundError, (NucFuseError, FileNotFoundError))
+    True
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ArgumentError",
+    "ChecksumError",
+    "CountMismatchWarning",
+    "DatasetNotFoundError",
+    "DependencyNotFoundError",
+    "DownloadError",
+    "InvalidPredictionError",
+    "InvalidSampleError",
+    "InvalidSourceError",
+    "LockTimeoutError",
+    "ManualDownloadRequired",
+    "MetricInputError",
+    "NucFuseError",
+    "NucFuseWarning",
+    "OfflineError",
+    "PreparedStoreError",
+    "UnexpectedContentError",
+    "UnsafeArchiveError",
+]
+
+
+class NucFuseError(Exception):
+    """Base class of every error raised on purpose by ``nucfuse_datasets``."""
+
+
+class ArgumentError(NucFuseError, ValueError):
+    """An argument has a value outside the documented set; the message lists the valid values."""
+
+
+class DatasetNotFoundError(NucFuseError, FileNotFoundError):
+    """Neither prepared data nor native source files were found, and nothing may be downloaded.
+
+    The message names the folder that was searched, the exact files expected there and how to
+    obtain them.
+    """
+
+
+class ManualDownloadRequired(DatasetNotFoundError):
+    """The source cannot be downloaded automatically (sign-in, Kaggle, a Drive folder, Box).
+
+    The message gives the page to visit, the exact file or folder names expected and the
+    folder to put them in.
+    """
+
+
+class DownloadError(NucFuseError, OSError):
+    """A download failed from every mirror; the message names each URL and what went wrong."""
+
+
+class OfflineError(DownloadError):
+    """``NUCFUSE_OFFLINE=1`` is set, so a download that was needed was refused."""
+
+
+class UnexpectedContentError(DownloadError):
+    """A download delivered something other than the archive (an HTML page, an implausibly small file)."""
+
+
+class ChecksumError(NucFuseError, ValueError):
+    """A file's hash differs from the pinned one; the message names the file, the expected and actual hash."""
+
+
+class InvalidSourceError(NucFuseError, ValueError):
+    """A native source file is malformed or not what the dataset's format says it is."""
+
+
+class UnsafeArchiveError(InvalidSourceError):
+    """An archive member would be written outside the target folder (``../``, absolute path, link)."""
+
+
+class PreparedStoreError(NucFuseError, OSError):
+    """The prepared store is incomplete or corrupted (hash mismatch, missing file, bad manifest)."""
+
+
+class LockTimeoutError(PreparedStoreError):
+    """Another process held the dataset's preparation lock for longer than the timeout."""
+
+
+class InvalidSampleError(NucFuseError, ValueError):
+    """A :class:`~nucfuse_datasets.schema.Sample` was built from arrays of the wrong shape or dtype."""
+
+
+class MetricInputError(NucFuseError, ValueError):
+    """Instance maps given to a metric are not valid (shape mismatch, negative or non-integer ids)."""
+
+
+class InvalidPredictionError(NucFuseError, ValueError):
+    """A model's prediction for a test image is not a valid instance map; the message names the image."""
+
+
+class DependencyNotFoundError(NucFuseError, ImportError):
+    """An optional dependency is missing; the message names the pip extra that provides it."""
+
+
+class NucFuseWarning(UserWarning):
+    """Base class of the library's warnings."""
+
+
+class CountMismatchWarning(NucFuseWarning):
+    """Prepared data holds a different number of tiles or nuclei than the source or the paper publishes."""

@@ -1,0 +1,285 @@
+"""The one sample schema shared by every dataset, and a ``collate`` function for DataLoaders.
+
+A :class:`Sample` holds one H&E tile and its nuclei:
+
+* ``image``: ``H×W×3`` ``uint8`` RGB;
+* ``instances``: ``H×W`` ``int32`` instance map, 0 = background, 1..N = nuclei;
+* ``classes`` (optional): ``int32`` lookup array of length N + 1, ``classes[i]`` is the class id
+  of instance ``i`` and ``classes[0] == 0``; class ids index ``class_names``, whose entry 0 is
+  ``"background"``. The per-pixel type map is ``classes[instances]``;
+* ``ignore`` (optional): ``H×W`` ``bool`` mask of ambiguous regions to leave out of scoring;
+* ``meta``: :class:`SampleMeta`.
+
+Validation checks shapes and dtypes only (constant time), so building a Sample in
+``__getitem__`` is cheap; :meth:`Sample.validate_values` scans the pixels as well.
+
+Example:
+    >>> import numpy as np
+    >>> from nucfuse_datasets.schema import Sample, SampleMeta
+    >>> s = Sample(
+    ...     image=np.zeros((4, 5, 3), np.uint8),
+    ...     instances=np.zeros((4, 5), np.int32),
+    ...     meta=SampleMeta(dataset="demo", sample_id="a", split="train"),
+    ... )
+    >>> s.shape, s.n_instances
+    ((4, 5), 0)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from nucfuse_datasets.errors import InvalidSampleError
+
+__all__ = ["Sample", "SampleMeta", "collate"]
+
+MetaValue = str | int | float | bool | None
+
+
+class SampleMeta(BaseModel):
+    """Provenance of one sample.
+
+    Attributes:
+        dataset: registered name of the source dataset (``"monuseg"``).
+        sample_id: id unique within the dataset (stable across library versions).
+        split: the *source* split the tile comes from (``"train"``, ``"test"``, ``"all"``, ``"fold1"``...).
+        organ: organ or tissue, when the source says.
+        magnification: objective magnification (20, 40) when known.
+        mpp: microns per pixel when known.
+        original_file: file name (relative to the native layout) the image came from.
+        extra: further dataset-specific facts (patient, species, has_macrophage, patch origin...).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    dataset: str
+    sample_id: str
+    split: str
+    organ: str | None = None
+    magnification: float | None = None
+    mpp: float | None = None
+    original_file: str | None = None
+    extra: dict[str, MetaValue] = Field(default_factory=dict)
+
+
+def _as_array(value: Any, name: str) -> np.ndarray:
+    if not isinstance(value, np.ndarray):
+        raise ValueError(f"{name} must be a numpy array, got {type(value).__name__}")
+    return value
+
+
+class Sample(BaseModel):
+    """One tile with its instance map, optional classes and ignore mask, and metadata.
+
+    Raises:
+        InvalidSampleError: an array has the wrong number of dimensions, shape or dtype.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=False, extra="forbid")
+
+    image: np.ndarray
+    instances: np.ndarray
+    classes: np.ndarray | None = None
+    class_names: tuple[str, ...] | None = None
+    ignore: np.ndarray | None = None
+    meta: SampleMeta
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise InvalidSampleError(_summarise(exc, data.get("meta"))) from None
+
+    @field_validator("image", mode="before")
+    @classmethod
+    def _check_image(cls, v: Any) -> np.ndarray:
+        v = _as_array(v, "image")
+        if v.ndim != 3 or v.shape[2] != 3:
+            raise ValueError(f"image must be H×W×3 RGB, got shape {v.shape}")
+        if v.dtype != np.uint8:
+            raise ValueError(f"image must be uint8, got {v.dtype}")
+        return v
+
+    @field_validator("instances", mode="before")
+    @classmethod
+    def _check_instances(cls, v: Any) -> np.ndarray:
+        v = _as_array(v, "instances")
+        if v.ndim != 2:
+            raise ValueError(f"instances must be a 2-D H×W map, got shape {v.shape}")
+        if v.dtype != np.int32:
+            raise ValueError(f"instances must be int32, got {v.dtype}")
+        return v
+
+    @field_validator("classes", mode="before")
+    @classmethod
+    def _check_classes(cls, v: Any) -> np.ndarray | None:
+        if v is None:
+            return None
+        v = _as_array(v, "classes")
+        if v.ndim != 1 or v.dtype != np.int32:
+            raise ValueError(f"classes must be a 1-D int32 lookup array, got {v.dtype} {v.shape}")
+        return v
+
+    @field_validator("ignore", mode="before")
+    @classmethod
+    def _check_ignore(cls, v: Any) -> np.ndarray | None:
+        if v is None:
+            return None
+        v = _as_array(v, "ignore")
+        if v.ndim != 2 or v.dtype != np.bool_:
+            raise ValueError(f"ignore must be a 2-D bool mask, got {v.dtype} {v.shape}")
+        return v
+
+    @model_validator(mode="after")
+    def _check_shapes(self) -> Sample:
+        hw = self.image.shape[:2]
+        if self.instances.shape != hw:
+            raise ValueError(f"instances shape {self.instances.shape} differs from image shape {hw}")
+        if self.ignore is not None and self.ignore.shape != hw:
+            raise ValueError(f"ignore shape {self.ignore.shape} differs from image shape {hw}")
+        if self.classes is not None and self.class_names is None:
+            raise ValueError("classes given without class_names")
+        return self
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(H, W)`` of the tile."""
+        return (int(self.image.shape[0]), int(self.image.shape[1]))
+
+    @property
+    def n_instances(self) -> int:
+        """Number of distinct nuclei (non-zero ids) in ``instances``."""
+        ids = np.unique(self.instances)
+        return int(ids.size - (1 if ids.size and ids[0] == 0 else 0))
+
+    def type_map(self) -> np.ndarray | None:
+        """Per-pixel class ids (``classes[instances]``), or ``None`` without classes."""
+        if self.classes is None:
+            return None
+        return self.classes[self.instances]
+
+    def validate_values(self) -> Sample:
+        """Check pixel values too: ids non-negative, classes cover every id, class ids in range.
+
+        Returns:
+            The sample itself.
+
+        Raises:
+            InvalidSampleError: a value is out of range.
+        """
+        where = f"{self.meta.dataset}/{self.meta.sample_id}"
+        if self.instances.size and int(self.instances.min()) < 0:
+            raise InvalidSampleError(f"{where}: instance ids must be >= 0")
+        if self.classes is not None:
+            top = int(self.instances.max()) if self.instances.size else 0
+            if self.classes.size < top + 1:
+                raise InvalidSampleError(
+                    f"{where}: classes has {self.classes.size} entries but the largest id is {top}"
+                )
+            assert self.class_names is not None
+            if self.classes.size and (int(self.classes.min()) < 0 or int(self.classes.max()) >= len(self.class_names)):
+                raise InvalidSampleError(f"{where}: class ids must index class_names {self.class_names}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain ``dict`` view (arrays shared, not copied); ``meta`` becomes a dict too."""
+        return {
+            "image": self.image,
+            "instances": self.instances,
+            "classes": self.classes,
+            "class_names": self.class_names,
+            "ignore": self.ignore,
+            "meta": self.meta.model_dump(),
+        }
+
+    def replace(self, **changes: Any) -> Sample:
+        """A new validated Sample with some fields replaced (for transforms).
+
+        Example:
+            >>> import numpy as np
+            >>> s = Sample(image=np.zeros((2, 2, 3), np.uint8), instances=np.zeros((2, 2), np.int32),
+            ...            meta=SampleMeta(dataset="d", sample_id="x", split="all"))
+            >>> s.replace(image=np.full((2, 2, 3), 255, np.uint8)).image.max()
+            np.uint8(255)
+        """
+        fields = {name: getattr(self, name) for name in type(self).model_fields}
+        fields.update(changes)
+        return type(self)(**fields)
+
+    def __str__(self) -> str:
+        return self.__repr__()
+
+    def __repr__(self) -> str:
+        return (
+            f"Sample({self.meta.dataset}/{self.meta.sample_id}, split={self.meta.split!r}, "
+            f"shape={self.shape}, classes={'yes' if self.classes is not None else 'no'}, "
+            f"ignore={'yes' if self.ignore is not None else 'no'})"
+        )
+
+
+def _summarise(exc: ValidationError, meta: Any) -> str:
+    where = ""
+    if isinstance(meta, SampleMeta):
+        where = f"{meta.dataset}/{meta.sample_id}: "
+    elif isinstance(meta, dict) and "dataset" in meta:
+        where = f"{meta.get('dataset')}/{meta.get('sample_id')}: "
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err.get("loc", ())) or "sample"
+        msg = str(err.get("msg", "")).removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}")
+    return f"{where}invalid Sample ({'; '.join(parts)})"
+
+
+def collate(batch: Sequence[Sample | dict[str, Any]]) -> dict[str, Any]:
+    """Collate Samples (or their ``to_dict()`` form) into a batch for a ``DataLoader``.
+
+    Images become a ``uint8`` tensor ``B×3×H×W`` and instance maps an ``int32`` tensor
+    ``B×H×W`` when every tile has the same size; otherwise both stay lists of tensors.
+    ``ignore`` is stacked the same way (``None`` entries become all-False masks when at
+    least one sample has a mask). ``classes`` and ``meta`` stay per-sample lists.
+
+    Example:
+        >>> import numpy as np
+        >>> from torch.utils.data import DataLoader
+        >>> s = Sample(image=np.zeros((8, 8, 3), np.uint8), instances=np.zeros((8, 8), np.int32),
+        ...            meta=SampleMeta(dataset="d", sample_id="x", split="all"))
+        >>> collate([s, s])["image"].shape
+        torch.Size([2, 3, 8, 8])
+    """
+    import torch
+
+    items = [b.to_dict() if isinstance(b, Sample) else dict(b) for b in batch]
+    if not items:
+        raise InvalidSampleError("collate() got an empty batch")
+    shapes = {tuple(np.asarray(it["image"]).shape[:2]) for it in items}
+    same = len(shapes) == 1
+
+    def stack(arrays: list[np.ndarray], chw: bool = False) -> Any:
+        tensors = [torch.from_numpy(np.ascontiguousarray(a)) for a in arrays]
+        if chw:
+            tensors = [t.permute(2, 0, 1) for t in tensors]
+        return torch.stack(tensors) if same else tensors
+
+    out: dict[str, Any] = {
+        "image": stack([np.asarray(it["image"]) for it in items], chw=True),
+        "instances": stack([np.asarray(it["instances"]) for it in items]),
+        "classes": [None if it.get("classes") is None else torch.from_numpy(np.asarray(it["classes"])) for it in items],
+        "class_names": items[0].get("class_names"),
+        "meta": [it["meta"] if isinstance(it["meta"], dict) else dict(it["meta"]) for it in items],
+    }
+    ignores = [it.get("ignore") for it in items]
+    if any(m is not None for m in ignores):
+        filled = [
+            np.zeros(np.asarray(it["instances"]).shape, bool) if m is None else np.asarray(m)
+            for it, m in zip(items, ignores, strict=True)
+        ]
+        out["ignore"] = stack(filled)
+    else:
+        out["ignore"] = None
+    return out

@@ -1,0 +1,409 @@
+"""The prepared store: converted samples on disk, written atomically and verified by a manifest.
+
+Layout of ``<root>/<dataset>/prepared[-<variant>]/``::
+
+    manifest.json          dataset, converter version, samples, per-file sha256, counts
+    images/<id>.tif        H×W×3 uint8 RGB (uncompressed TIFF)
+    instances/<id>.npy     H×W int32 instance map, 0 = background, 1..N
+    classes/<id>.npy       int32 lookup, classes[i] = class id of instance i (when the source has classes)
+    ignore/<id>.npy        H×W bool mask of ambiguous regions (when the source has them)
+
+A store is written into a temporary sibling folder and renamed into place only when complete,
+with ``manifest.json`` written last: a folder called ``prepared`` with a manifest is always
+complete. A per-dataset lock file serialises preparation across processes.
+
+Example:
+    >>> import numpy as np, tempfile, pathlib
+    >>> base = pathlib.Path(tempfile.mkdtemp())
+    >>> w = StoreWriter(base, dataset="demo", converter_version=1)
+    >>> _ = w.add(RawSample("a", "train", np.zeros((4, 4, 3), np.uint8), np.eye(4, dtype=np.int32)))
+    >>> store = w.commit()
+    >>> store.samples[0]["n_instances"], store.counts["train"]["nuclei"]
+    (1, 1)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nucfuse_datasets._io import atomic_write_json, load_npy, save_npy, sha256_file, write_tif
+from nucfuse_datasets._version import __version__
+from nucfuse_datasets.errors import (
+    InvalidSourceError,
+    LockTimeoutError,
+    PreparedStoreError,
+)
+
+__all__ = [
+    "MANIFEST",
+    "FileLock",
+    "PreparedStore",
+    "RawSample",
+    "StoreWriter",
+    "relabel_sequential",
+    "safe_id",
+]
+
+MANIFEST = "manifest.json"
+FORMAT = "nucfuse-prepared"
+FORMAT_VERSION = 1
+TMP_PREFIX = ".tmp-"
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_id(text: str) -> str:
+    """A file-system-safe sample id: runs of other characters become ``_``.
+
+    Example:
+        >>> safe_id("human bladder/01 (a).png")
+        'human_bladder_01_a_.png'
+    """
+    out = _SAFE.sub("_", text).strip("._")
+    if not out:
+        raise InvalidSourceError(f"cannot derive a sample id from {text!r}")
+    return out
+
+
+def relabel_sequential(instances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Renumber ids to 1..N in ascending order of the original id (0 stays background).
+
+    Returns:
+        ``(int32 map, original_ids)`` where ``original_ids[k - 1]`` is the old id of new id ``k``.
+
+    Example:
+        >>> import numpy as np
+        >>> m, old = relabel_sequential(np.array([[0, 7], [7, 3]]))
+        >>> m.tolist(), old.tolist()
+        ([[0, 2], [2, 1]], [3, 7])
+    """
+    arr = np.asarray(instances)
+    if arr.dtype.kind not in "iu":
+        raise InvalidSourceError(f"instance map must be integer, got {arr.dtype}")
+    if arr.size and arr.dtype.kind == "i" and int(arr.min()) < 0:
+        raise InvalidSourceError("instance map has negative ids")
+    ids, inverse = np.unique(arr, return_inverse=True)
+    inverse = inverse.reshape(arr.shape)
+    if ids.size and ids[0] == 0:
+        new = inverse.astype(np.int32)
+        old = ids[1:]
+    else:
+        new = (inverse + 1).astype(np.int32)
+        old = ids
+    if old.size > np.iinfo(np.int32).max:  # pragma: no cover - impossible for real tiles
+        raise InvalidSourceError("too many instances for int32")
+    return new, old.astype(np.int64)
+
+
+@dataclass
+class RawSample:
+    """What a converter yields for one tile; :class:`StoreWriter` validates and normalises it.
+
+    ``instances`` may hold any non-negative integer ids (renumbered 1..N on write, ascending).
+    ``classes`` maps *original* instance ids to class ids (a dict, or a lookup array indexed by
+    original id). ``meta`` holds :class:`~nucfuse_datasets.schema.SampleMeta` fields other than
+    dataset, sample_id and split.
+    """
+
+    sample_id: str
+    split: str
+    image: np.ndarray
+    instances: np.ndarray
+    classes: Mapping[int, int] | np.ndarray | None = None
+    ignore: np.ndarray | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class FileLock:
+    """An exclusive inter-process lock on a file (``fcntl.flock``), with a timeout.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> with FileLock(pathlib.Path(tempfile.mkdtemp()) / ".lock", timeout=1):
+        ...     pass
+    """
+
+    def __init__(self, path: Path, timeout: float = 3600.0, poll: float = 0.2) -> None:
+        self.path = Path(path)
+        self.timeout = timeout
+        self.poll = poll
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        """Block until the lock is held (or raise :class:`LockTimeoutError`)."""
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self._fd = fd
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise LockTimeoutError(
+                        f"{self.path}: another process has been preparing this dataset for over "
+                        f"{self.timeout:.0f} s; wait for it or remove the lock file if no process is running"
+                    ) from None
+                time.sleep(self.poll)
+
+    def release(self) -> None:
+        """Release the lock (the lock file itself stays)."""
+        import fcntl
+
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> FileLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _classes_lookup(classes: Mapping[int, int] | np.ndarray, old_ids: np.ndarray, where: str) -> np.ndarray:
+    lookup = np.zeros(old_ids.size + 1, np.int32)
+    if isinstance(classes, np.ndarray):
+        arr = np.asarray(classes)
+        if old_ids.size and int(old_ids.max()) >= arr.size:
+            raise InvalidSourceError(f"{where}: class lookup has {arr.size} entries, ids go up to {old_ids.max()}")
+        lookup[1:] = arr[old_ids]
+    else:
+        missing = [int(i) for i in old_ids if int(i) not in classes]
+        if missing:
+            raise InvalidSourceError(f"{where}: no class for instance ids {missing[:10]}")
+        lookup[1:] = [int(classes[int(i)]) for i in old_ids]
+    if lookup.size and int(lookup.min()) < 0:
+        raise InvalidSourceError(f"{where}: negative class id")
+    return lookup
+
+
+class StoreWriter:
+    """Writes samples into a temporary folder; :meth:`commit` renames it to the final store.
+
+    Args:
+        dataset_dir: ``<root>/<dataset>``; the store goes to ``dataset_dir / store_name``.
+        dataset: registered dataset name.
+        converter_version: bump when converted output changes; stale stores are re-prepared.
+        store_name: ``"prepared"`` or ``"prepared-<variant>"``.
+        class_names: the dataset's class names (index 0 = background) when it has classes.
+    """
+
+    def __init__(
+        self,
+        dataset_dir: Path,
+        *,
+        dataset: str,
+        converter_version: int,
+        store_name: str = "prepared",
+        class_names: tuple[str, ...] | None = None,
+        variant: dict[str, Any] | None = None,
+    ) -> None:
+        self.dataset_dir = Path(dataset_dir)
+        self.final = self.dataset_dir / store_name
+        self.dataset = dataset
+        self.converter_version = converter_version
+        self.class_names = class_names
+        self.variant = variant or {}
+        self.tmp = self.dataset_dir / f"{TMP_PREFIX}{store_name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        for sub in ("images", "instances"):
+            (self.tmp / sub).mkdir(parents=True, exist_ok=False)
+        self.samples: list[dict[str, Any]] = []
+        self._ids: set[str] = set()
+        self.files: dict[str, str] = {}
+
+    def add(self, raw: RawSample) -> dict[str, Any]:
+        """Validate, normalise and write one sample; returns its manifest entry."""
+        sid = safe_id(raw.sample_id)
+        where = f"{self.dataset}/{sid}" + (
+            f" ({raw.meta.get('original_file')})" if raw.meta.get("original_file") else ""
+        )
+        if sid in self._ids:
+            raise InvalidSourceError(f"{where}: duplicate sample id {sid!r}")
+        image = np.asarray(raw.image)
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise InvalidSourceError(f"{where}: image must be H×W×3 uint8, got {image.dtype} {image.shape}")
+        inst = np.asarray(raw.instances)
+        if inst.shape != image.shape[:2]:
+            raise InvalidSourceError(
+                f"{where}: instance map shape {inst.shape} does not match image shape {image.shape[:2]}"
+            )
+        relabelled, old_ids = relabel_sequential(inst)
+        files = {"image": f"images/{sid}.tif", "instances": f"instances/{sid}.npy"}
+        write_tif(self.tmp / files["image"], np.ascontiguousarray(image))
+        save_npy(self.tmp / files["instances"], relabelled)
+        if raw.classes is not None:
+            lookup = _classes_lookup(raw.classes, old_ids, where)
+            if self.class_names is not None and lookup.size and int(lookup.max()) >= len(self.class_names):
+                raise InvalidSourceError(f"{where}: class id {int(lookup.max())} outside {self.class_names}")
+            files["classes"] = f"classes/{sid}.npy"
+            (self.tmp / "classes").mkdir(exist_ok=True)
+            save_npy(self.tmp / files["classes"], lookup)
+        if raw.ignore is not None:
+            ign = np.asarray(raw.ignore)
+            if ign.shape != image.shape[:2]:
+                raise InvalidSourceError(f"{where}: ignore mask shape {ign.shape} differs from image {image.shape[:2]}")
+            files["ignore"] = f"ignore/{sid}.npy"
+            (self.tmp / "ignore").mkdir(exist_ok=True)
+            save_npy(self.tmp / files["ignore"], ign.astype(bool))
+        for rel in files.values():
+            self.files[rel] = sha256_file(self.tmp / rel)
+        meta = {k: v for k, v in raw.meta.items() if v is not None or k == "extra"}
+        entry = {
+            "id": sid,
+            "split": raw.split,
+            "height": int(image.shape[0]),
+            "width": int(image.shape[1]),
+            "n_instances": int(old_ids.size),
+            "files": files,
+            "meta": meta,
+        }
+        self.samples.append(entry)
+        self._ids.add(sid)
+        return entry
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Tiles and nuclei per source split and in total (``"all"``)."""
+        out: dict[str, dict[str, int]] = {}
+        for s in self.samples:
+            for key in (s["split"], "all"):
+                c = out.setdefault(key, {"tiles": 0, "nuclei": 0})
+                c["tiles"] += 1
+                c["nuclei"] += s["n_instances"]
+        return out
+
+    def commit(self, **extra: Any) -> PreparedStore:
+        """Write the manifest last and rename the folder into place atomically.
+
+        An existing store at the destination (stale converter version, repair) is replaced.
+        """
+        if not self.samples:
+            raise InvalidSourceError(f"{self.dataset}: the native files produced no samples")
+        manifest = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "dataset": self.dataset,
+            "converter_version": self.converter_version,
+            "library_version": __version__,
+            "variant": self.variant,
+            "class_names": list(self.class_names) if self.class_names else None,
+            "counts": self.counts(),
+            **extra,
+            "samples": self.samples,
+            "files": self.files,
+        }
+        atomic_write_json(self.tmp / MANIFEST, manifest)
+        _fsync_dir(self.tmp)
+        if self.final.exists():
+            trash = self.dataset_dir / f"{TMP_PREFIX}old-{uuid.uuid4().hex[:8]}"
+            os.replace(self.final, trash)
+            os.replace(self.tmp, self.final)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(self.tmp, self.final)
+        _fsync_dir(self.dataset_dir)
+        return PreparedStore(self.final)
+
+    def abort(self) -> None:
+        """Remove the temporary folder."""
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def clean_temporaries(dataset_dir: Path) -> int:
+    """Remove temporary folders left by interrupted preparations (call while holding the lock)."""
+    n = 0
+    if dataset_dir.is_dir():
+        for p in dataset_dir.iterdir():
+            if p.name.startswith(TMP_PREFIX):
+                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+                n += 1
+    return n
+
+
+class PreparedStore:
+    """Read access to a committed store.
+
+    Raises:
+        PreparedStoreError: the folder has no valid manifest.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        manifest = self.path / MANIFEST
+        try:
+            data = json.loads(manifest.read_text())
+        except FileNotFoundError:
+            raise PreparedStoreError(f"{self.path}: no {MANIFEST}; the store is incomplete") from None
+        except (OSError, json.JSONDecodeError) as exc:
+            raise PreparedStoreError(f"{manifest}: unreadable manifest ({exc})") from None
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise PreparedStoreError(f"{manifest}: not a nucfuse prepared-store manifest")
+        self.manifest: dict[str, Any] = data
+
+    @staticmethod
+    def exists(path: Path) -> bool:
+        """True when ``path`` holds a committed store (a manifest is present)."""
+        return (Path(path) / MANIFEST).is_file()
+
+    @property
+    def converter_version(self) -> int:
+        """Converter version that wrote the store."""
+        return int(self.manifest.get("converter_version", -1))
+
+    @property
+    def samples(self) -> list[dict[str, Any]]:
+        """Manifest entries, one per sample, in conversion order."""
+        return self.manifest["samples"]
+
+    @property
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Tiles and nuclei per source split and in total."""
+        return self.manifest["counts"]
+
+    def iter_files(self) -> Iterator[tuple[str, str]]:
+        """``(relative path, sha256)`` of every data file."""
+        yield from self.manifest["files"].items()
+
+    def verify(self, *, full: bool = True) -> list[str]:
+        """Re-check the store; returns a list of problems (empty = intact).
+
+        ``full=True`` re-hashes every file; ``False`` only checks presence and sizes of the arrays.
+        """
+        problems: list[str] = []
+        for rel, digest in self.iter_files():
+            path = self.path / rel
+            if not path.is_file():
+                problems.append(f"missing: {rel}")
+            elif full and sha256_file(path) != digest:
+                problems.append(f"hash mismatch: {rel}")
+        return problems
+
+    def load_array(self, rel: str) -> np.ndarray:
+        """Load one ``.npy`` file of the store."""
+        return load_npy(self.path / rel)

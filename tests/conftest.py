@@ -1,0 +1,125 @@
+"""Shared fixtures: fake native sources served through the injectable downloader."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from nucfuse_datasets._download import use_downloader
+from nucfuse_datasets._io import sha256_file
+from nucfuse_datasets._registry import get_dataset_class
+from tests.fakedata import FakeData, generators
+
+REALDATA = Path(__file__).resolve().parents[1].parent / "shared" / "realdata"
+ORACLE = Path(__file__).resolve().parents[1].parent / "shared" / "metric_oracle"
+
+
+def realdata(sub: str) -> Path:
+    """Path of a real-data folder, or skip the test with a reason naming it."""
+    path = REALDATA / sub
+    if not path.exists():
+        pytest.skip(f"real {sub} samples not found at {path}; skipping")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """No test may touch the user's cache or the network by accident."""
+    monkeypatch.setenv("NUCFUSE_DATA_DIR", str(tmp_path_factory.mktemp("default-root")))
+    monkeypatch.delenv("NUCFUSE_OFFLINE", raising=False)
+
+    def no_network(url: str, output: Path) -> None:
+        raise AssertionError(f"a test tried to download {url}")
+
+    with use_downloader(no_network):
+        yield
+
+
+_FAKE_CACHE: dict[str, FakeData] = {}
+
+
+@pytest.fixture(scope="session")
+def fake_factory(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], FakeData]:
+    """Build (once per session) the fake native source of a dataset."""
+
+    def build(name: str) -> FakeData:
+        if name not in _FAKE_CACHE:
+            workdir = tmp_path_factory.mktemp(f"fake-{name}")
+            _FAKE_CACHE[name] = generators()[name](workdir)
+        return _FAKE_CACHE[name]
+
+    return build
+
+
+@dataclasses.dataclass
+class Served:
+    """What :func:`serve_fake` set up: the fake, the URL→file map and a log of downloads."""
+
+    fake: FakeData
+    calls: list[str]
+
+
+@pytest.fixture
+def serve_fake(
+    monkeypatch: pytest.MonkeyPatch, fake_factory: Callable[[str], FakeData]
+) -> Iterator[Callable[[str], Served]]:
+    """Point a dataset's resources at its fake archives: URLs served by a copying downloader,
+    pinned hashes replaced by the fake archives' sha256 (torchgeo's monkeypatch of url/md5)."""
+    active: list[Served] = []
+    url_map: dict[str, Path] = {}
+
+    def serve(name: str) -> Served:
+        fake = fake_factory(name)
+        cls = get_dataset_class(name)
+        patched = []
+        for res in cls.resources:
+            archive = fake.archives.get(res.key)
+            if archive is None:
+                patched.append(res)
+                continue
+            url = f"https://fake.invalid/{name}/{res.key}/{res.filename}"
+            url_map[url] = archive
+            patched.append(
+                dataclasses.replace(res, urls=(url,), sha256=sha256_file(archive), md5=None, size=None, manual=False)
+            )
+        monkeypatch.setattr(cls, "resources", tuple(patched))
+        served = Served(fake, [])
+        active.append(served)
+        return served
+
+    def copy(url: str, output: Path) -> None:
+        if url not in url_map:
+            raise AssertionError(f"unexpected download of {url}")
+        for s in active:
+            s.calls.append(url)
+        shutil.copyfile(url_map[url], output)
+
+    with use_downloader(copy):
+        yield serve
+
+
+def copy_native(fake: FakeData, root: Path, name: str) -> Path:
+    """Put the extracted native layout into ``<root>/<name>/`` (the "downloaded by hand" path)."""
+    target = root / name
+    shutil.copytree(fake.native_dir, target, dirs_exist_ok=True)
+    return target
+
+
+def copy_archives(fake: FakeData, root: Path, name: str) -> Path:
+    target = root / name
+    target.mkdir(parents=True, exist_ok=True)
+    for archive in fake.archives.values():
+        shutil.copyfile(archive, target / archive.name)
+    return target
+
+
+def tree_files(path: Path) -> list[str]:
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.is_file()) if path.exists() else []
+
+
+os.environ.setdefault("TQDM_DISABLE", "1")
