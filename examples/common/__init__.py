@@ -1,0 +1,1 @@
+"""Helpers shared by the reference recipes (dependencies, freezing, Sample ops, tensor conversion)."""

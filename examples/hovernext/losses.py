@@ -1,0 +1,84 @@
+"""HoVerNeXt loss as run in NucFuseRank (``recipes.md`` §2.2).
+
+L = 0.33 · [MSE(out[0:2], hv) + CE_w(out[2:5], three_class; w = (1, 1, 2))]
+  + 0.33 · BCEWithLogits(out[5], np) + 0.33 · SoftDice(σ(out[5]), np)
+
+* the MSE covers every pixel, background included;
+* CE_w is PyTorch's weighted cross-entropy (weighted mean over pixels);
+* the soft Dice is per sample, then averaged: 1 − mean_b (2Σpt + 1e-5) / (Σp + Σt + 1e-5).
+
+The FocalTversky loss the original instantiates is unused there, so it is not here either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from examples.hovernext.model import HV_CHANNELS, NP_CHANNEL, THREE_CLASS_CHANNELS
+
+__all__ = ["HoVerNeXtLoss", "soft_dice_loss"]
+
+TERM_WEIGHT = 0.33
+CLASS_WEIGHTS = (1.0, 1.0, 2.0)
+
+
+def soft_dice_loss(prob: torch.Tensor, target: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Per-sample soft Dice loss ``1 − mean_b (2Σpt + eps) / (Σp + Σt + eps)``.
+
+    Args:
+        prob: ``B×H×W`` (or ``B×…``) probabilities.
+        target: same shape, {0, 1}.
+        eps: smoothing.
+    """
+    p = prob.reshape(prob.shape[0], -1)
+    t = target.reshape(target.shape[0], -1).to(p.dtype)
+    dice = (2.0 * (p * t).sum(1) + eps) / (p.sum(1) + t.sum(1) + eps)
+    return 1.0 - dice.mean()
+
+
+class HoVerNeXtLoss(nn.Module):
+    """The NucFuseRank HoVerNeXt loss on the model's ``B×6×H×W`` output.
+
+    Args:
+        term_weight: weight of each of the three terms (0.33).
+        class_weights: 3-class cross-entropy weights (1, 1, 2): borders count double.
+
+    ``forward(output, targets)`` takes ``targets`` with ``hv`` (``B×2×H×W`` float),
+    ``three_class`` (``B×H×W`` integer) and ``np`` (``B×H×W`` {0, 1}); it returns the total,
+    or ``(total, components)`` with ``return_components=True``.
+    """
+
+    def __init__(
+        self, term_weight: float = TERM_WEIGHT, class_weights: tuple[float, float, float] = CLASS_WEIGHTS
+    ) -> None:
+        super().__init__()
+        self.term_weight = term_weight
+        self.register_buffer("class_weights", torch.tensor(class_weights, dtype=torch.float32))
+
+    def forward(
+        self,
+        output: torch.Tensor,
+        targets: Mapping[str, torch.Tensor],
+        *,
+        return_components: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        output = output.float()  # losses in float32 even under autocast
+        hv = targets["hv"].to(output.dtype)
+        three = targets["three_class"].long()
+        fg = targets["np"].to(output.dtype)
+        np_logit = output[:, NP_CHANNEL]
+        parts = {
+            "hv_mse": F.mse_loss(output[:, HV_CHANNELS], hv),
+            "three_class_ce": F.cross_entropy(
+                output[:, THREE_CLASS_CHANNELS], three, weight=self.class_weights.to(output.dtype)
+            ),
+            "np_bce": F.binary_cross_entropy_with_logits(np_logit, fg),
+            "np_dice": soft_dice_loss(torch.sigmoid(np_logit), fg),
+        }
+        w = self.term_weight
+        total = w * (parts["hv_mse"] + parts["three_class_ce"]) + w * parts["np_bce"] + w * parts["np_dice"]
+        return (total, parts) if return_components else total
