@@ -34,9 +34,24 @@ __all__ = [
 ]
 
 _LAZY = {"NucFuseTrain": "nucfuse_datasets.composite", "NucFuseTest": "nucfuse_datasets.composite"}
+_SUBMODULES = (
+    "metrics",
+    "evaluation",
+    "analysis",
+    "leakage",
+    "baselines",
+    "protocol",
+    "targets",
+    "postprocess",
+    "stain",
+)
 
 
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"nucfuse_datasets.{name}")
     if name in _LAZY:
         import importlib
 

@@ -15,6 +15,7 @@ import json
 import sys
 import textwrap
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from nucfuse_datasets._config import resolve_root
@@ -213,6 +214,94 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+def _dataset_list(args: argparse.Namespace) -> list[str] | None:
+    if not getattr(args, "datasets", None):
+        return None
+    return [get_dataset_class(n.strip()).name for n in args.datasets.split(",") if n.strip()]
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from nucfuse_datasets.composite import NucFuseTest
+
+    test = NucFuseTest(args.root, datasets=_dataset_list(args), test_ids=args.test_ids)
+    report = test.evaluate_predictions(
+        args.predictions,
+        missing=args.missing,
+        use_ignore=args.use_ignore,
+        model=args.model,
+        train_set=args.train_set,
+        progress=not args.quiet,
+    )
+    print(report.to_markdown())
+    if args.out:
+        paths = report.save(args.out)
+        print("written: " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def cmd_export_test(args: argparse.Namespace) -> int:
+    from nucfuse_datasets.composite import NucFuseTest
+
+    test = NucFuseTest(args.root, datasets=_dataset_list(args), test_ids=args.test_ids)
+    stems = test.export(args.folder)
+    print(f"{len(stems)} tiles written to {args.folder} (ids sha256 {test.ids_sha256})")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from nucfuse_datasets.analysis import load_results, render_report
+
+    rows = load_results(args.results)
+    path = render_report(rows, args.out, metric=args.metric, plots=not args.no_plots)
+    print(path.read_text())
+    print(f"written to {args.out}")
+    return 0
+
+
+def cmd_leakage(args: argparse.Namespace) -> int:
+    from nucfuse_datasets.composite import NucFuseTest, NucFuseTrain
+    from nucfuse_datasets.leakage import audit
+
+    names = _dataset_list(args)
+    test = NucFuseTest(args.root, datasets=names, test_ids=args.test_ids)
+    train = NucFuseTrain(args.root, datasets=names, split="all", test_ids=args.test_ids)
+    report = audit(test=test, train=train)
+    text = report.to_markdown()
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text)
+    return 0
+
+
+def cmd_splits(args: argparse.Namespace) -> int:
+    from nucfuse_datasets.composite import _resolve_parts, select_test_tiles
+    from nucfuse_datasets.protocol import PAPER_RANKING, pinned_test_ids, shipped_test_lists
+
+    names = _dataset_list(args) or list(PAPER_RANKING)
+    doc = shipped_test_lists()
+    differ = 0
+    for tag, ds in _resolve_parts(names, names, args.root, False, None, None):
+        sel = select_test_tiles(tag, ds, "rule")
+        pinned = pinned_test_ids(ds.name)
+        if pinned is None:
+            state = "not pinned in this release"
+        elif sorted(pinned) == sorted(sel.ids):
+            state = "reproduces the shipped list"
+        else:
+            state = "DIFFERS from the shipped list"
+            differ += 1
+        print(
+            f"{tag}: {len(sel.ids)} tiles from {sel.n_eligible} eligible ({sel.pool}), "
+            f"sha256 {sel.sha256[:12]}: {state}"
+        )
+        entry = doc["datasets"].setdefault(tag, {})
+        entry.update({"ids": list(sel.ids), "sha256": sel.sha256, "rule": f"select_ids over the {sel.pool}"})
+    if args.write:
+        Path(args.write).write_text(json.dumps(doc, indent=1) + "\n")
+        print(f"written to {args.write}")
+    return 1 if differ else 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from nucfuse_datasets.demo import run_demo
 
@@ -253,6 +342,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repair", action="store_true", help="re-prepare from the native sources if damaged")
     p.add_argument("--option", action="append", metavar="KEY=VALUE")
     p.set_defaults(func=cmd_verify)
+
+    def nucfuse_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--datasets", help="comma-separated dataset names (default: the 10 ranked datasets)")
+        p.add_argument("--test-ids", choices=("pinned", "rule"), default="pinned", help="shipped id lists or the rule")
+
+    p = sub.add_parser("evaluate", help="score saved predictions on NucFuse-test")
+    p.add_argument("--predictions", required=True, help="folder of <subset>__<sample_id>.npy|.tif|.png files")
+    nucfuse_options(p)
+    p.add_argument("--out", help="folder for report.json/.csv/.md")
+    p.add_argument("--model", help="model label for the report")
+    p.add_argument("--train-set", help="training-set label for the report (e.g. top9)")
+    p.add_argument("--missing", choices=("error", "empty"), default="error")
+    p.add_argument("--use-ignore", action="store_true", help="apply ambiguous-region masks (NucEval rule)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("export-test", help="write NucFuse-test as <subset>__<id>.tif/.npy files")
+    p.add_argument("folder")
+    nucfuse_options(p)
+    p.set_defaults(func=cmd_export_test)
+
+    p = sub.add_parser("report", help="ranking, cross-correlation and fusion analyses from result tables")
+    p.add_argument("results", help="CSV/JSON result rows, or a folder of evaluation-report JSON files")
+    p.add_argument("--out", default="nucfuse-report")
+    p.add_argument("--metric", default="pq")
+    p.add_argument("--no-plots", action="store_true")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("leakage", help="TCGA cases shared across datasets and between NucFuse-train and -test")
+    nucfuse_options(p)
+    p.add_argument("--out", help="write the Markdown report here")
+    p.set_defaults(func=cmd_leakage)
+
+    p = sub.add_parser("splits", help="rebuild the NucFuse-test id lists from local data and compare")
+    p.add_argument("--datasets", help="comma-separated dataset names (default: the 10 ranked datasets)")
+    p.add_argument("--write", help="write a nucfuse_test.json with the rebuilt lists")
+    p.set_defaults(func=cmd_splits)
 
     p = sub.add_parser("demo", help="offline end-to-end demo on synthetic data")
     p.add_argument("--out", default="demo-output", help="folder for the report files")

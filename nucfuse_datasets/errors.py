@@ -30,6 +30,7 @@ __all__ = [
     "NucFuseWarning",
     "OfflineError",
     "PreparedStoreError",
+    "TestSetMismatchError",
     "UnexpectedContentError",
     "UnsafeArchiveError",
 ]
@@ -97,6 +98,12 @@ class InvalidSampleError(NucFuseError, ValueError):
 
 class MetricInputError(NucFuseError, ValueError):
     """Instance maps given to a metric are not valid (shape mismatch, negative or non-integer ids)."""
+
+
+class TestSetMismatchError(NucFuseError, ValueError):
+    """Local data lack tiles of the shipped NucFuse-test id list (a different upstream version?)."""
+
+    __test__ = False  # not a pytest test class
 
 
 class InvalidPredictionError(NucFuseError, ValueError):
