@@ -283,7 +283,7 @@ class StoreWriter:
         """Tiles and nuclei per source split and in total (``"all"``)."""
         out: dict[str, dict[str, int]] = {}
         for s in self.samples:
-            for key in (s["split"], "all"):
+            for key in dict.fromkeys((s["split"], "all")):  # a sample of split "all" counts once
                 c = out.setdefault(key, {"tiles": 0, "nuclei": 0})
                 c["tiles"] += 1
                 c["nuclei"] += s["n_instances"]

@@ -36,8 +36,10 @@ from nucfuse_datasets.errors import (
     ArgumentError,
     CountMismatchWarning,
     DatasetNotFoundError,
+    DownloadError,
     InvalidSourceError,
     ManualDownloadRequired,
+    NucFuseWarning,
     PreparedStoreError,
 )
 from nucfuse_datasets.schema import Sample, SampleMeta
@@ -301,7 +303,16 @@ class NucleiDataset(Dataset[Any]):
                     continue
                 how, path = located[res.key]
                 if how == "download":
-                    path = fetch(res, ddir, progress=self.progress is not False)
+                    try:
+                        path = fetch(res, ddir, progress=self.progress is not False)
+                    except DownloadError as exc:
+                        if res.required:
+                            raise
+                        warnings.warn(
+                            NucFuseWarning(f"{self.name}: optional {res.filename!r} not downloaded ({exc}); going on"),
+                            stacklevel=3,
+                        )
+                        continue
                     how = "downloaded"
                 assert path is not None
                 entry: dict[str, Any] = {"filename": res.filename, "origin": how}
@@ -335,7 +346,7 @@ class NucleiDataset(Dataset[Any]):
                 store = writer.commit(
                     sources=provenance,
                     skipped=self._skipped,
-                    count_check=self.check_counts(counts),
+                    count_check=self.check_counts(counts, self.expected_counts),
                 )
             except BaseException:
                 writer.abort()
@@ -355,10 +366,16 @@ class NucleiDataset(Dataset[Any]):
         self._skipped[reason] = self._skipped.get(reason, 0) + 1
 
     @classmethod
-    def check_counts(cls, counts: dict[str, dict[str, int]]) -> list[dict[str, Any]]:
-        """Compare converted counts with the published ones; warn about and return the differences."""
+    def check_counts(
+        cls, counts: dict[str, dict[str, int]], expected: tuple[ExpectedCount, ...] | None = None
+    ) -> list[dict[str, Any]]:
+        """Compare converted counts with the published ones; warn about and return the differences.
+
+        ``expected`` defaults to the class's ``expected_counts``; preparing passes the instance's, so a dataset
+        whose counts depend on an option (CryoNuSeg's annotator) sets the instance attribute.
+        """
         diffs: list[dict[str, Any]] = []
-        for exp in cls.expected_counts:
+        for exp in cls.expected_counts if expected is None else expected:
             got = counts.get(exp.split, {"tiles": 0, "nuclei": 0})
             for key, want, tol in (("tiles", exp.tiles, 0.0), ("nuclei", exp.nuclei, exp.tolerance)):
                 if want is None:
