@@ -32,6 +32,7 @@ docs: install
 bench: install
 	$(BIN)/python benchmarks/metrics.py
 	$(BIN)/python benchmarks/loading.py
+	$(BIN)/python benchmarks/stain.py
 
 clean:
 	rm -rf $(VENV) site demo-output .pytest_cache .ruff_cache

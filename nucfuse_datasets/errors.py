@@ -18,18 +18,23 @@ __all__ = [
     "ChecksumError",
     "CountMismatchWarning",
     "DatasetNotFoundError",
+    "DegenerateStainsError",
     "DependencyNotFoundError",
     "DownloadError",
+    "InsufficientTissueError",
     "InvalidPredictionError",
     "InvalidSampleError",
     "InvalidSourceError",
     "LockTimeoutError",
     "ManualDownloadRequired",
     "MetricInputError",
+    "NotFittedError",
     "NucFuseError",
     "NucFuseWarning",
     "OfflineError",
     "PreparedStoreError",
+    "StainEstimationError",
+    "StainFallbackWarning",
     "TestSetMismatchError",
     "UnexpectedContentError",
     "UnsafeArchiveError",
@@ -106,6 +111,22 @@ class TestSetMismatchError(NucFuseError, ValueError):
     __test__ = False  # not a pytest test class
 
 
+class StainEstimationError(NucFuseError, ValueError):
+    """The stains of an image cannot be estimated (base of the two errors below)."""
+
+
+class InsufficientTissueError(StainEstimationError):
+    """Too few tissue pixels (blank, near-white or tiny tile) for a Macenko estimate."""
+
+
+class DegenerateStainsError(StainEstimationError):
+    """The tissue shows only one stain (no haematoxylin or no eosin), so the two vectors coincide."""
+
+
+class NotFittedError(NucFuseError, RuntimeError):
+    """A stain normaliser was used before :meth:`~nucfuse_datasets.stain.MacenkoNormalizer.fit`."""
+
+
 class InvalidPredictionError(NucFuseError, ValueError):
     """A model's prediction for a test image is not a valid instance map; the message names the image."""
 
@@ -116,6 +137,13 @@ class DependencyNotFoundError(NucFuseError, ImportError):
 
 class NucFuseWarning(UserWarning):
     """Base class of the library's warnings."""
+
+
+class StainFallbackWarning(NucFuseWarning):
+    """A tile was returned unchanged because its stains could not be estimated.
+
+    Emitted once per transform instance; the transform's ``n_fallbacks`` counts every case.
+    """
 
 
 class CountMismatchWarning(NucFuseWarning):
