@@ -1,0 +1,53 @@
+"""Fake CPM-17: the Drive folder ``cpm17/{train,test}/{Images,Labels,Overlay}`` zipped as Drive does it.
+
+The same stems (``image_00``, ``image_01``) occur in both splits; tiles come in two sizes (like
+500² and 600²); ``inst_map`` is int32 in some files and float64 in others, with gaps in the ids.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import scipy.io
+
+from tests.fakedata import FakeData
+from tests.fakedata._common import rgba, tile, write_png, zip_tree
+
+NAME = "cpm17"
+#: (split, stem, size, inst_map dtype)
+TILES = [
+    ("train", "image_00", 64, np.int32),
+    ("train", "image_01", 80, np.float64),
+    ("test", "image_00", 64, np.float64),
+    ("test", "image_01", 80, np.uint16),
+]
+
+
+def seed_of(split: str, stem: str) -> int:
+    return (900 if split == "train" else 950) + int(stem.split("_")[1])
+
+
+def make(workdir: Path) -> FakeData:
+    native = workdir / "native"
+    top = native / "cpm17"
+    nuclei = {"train": 0, "test": 0}
+    for split, stem, size, dtype in TILES:
+        image, inst, _ = tile(size, size, seed_of(split, stem), density=3.0)
+        folder = top / split
+        write_png(folder / "Images" / f"{stem}.png", rgba(image) if split == "test" else image)
+        (folder / "Labels").mkdir(parents=True, exist_ok=True)
+        scipy.io.savemat(folder / "Labels" / f"{stem}.mat", {"inst_map": inst.astype(dtype)})
+        write_png(folder / "Overlay" / f"{stem}.png", image)
+        nuclei[split] += len(np.unique(inst)) - 1  # ids may have gaps: count the distinct ids
+    # Drive's "Download folder" zip keeps the folder's name as the top folder
+    staging = workdir / "staging"
+    shutil.copytree(top, staging / "cpm17")
+    archive = zip_tree(staging, workdir / "archives" / "cpm17.zip")
+    return FakeData(
+        native_dir=native,
+        archives={"cpm17": archive},
+        tiles={"train": 2, "test": 2, "all": 4},
+        nuclei={**nuclei, "all": nuclei["train"] + nuclei["test"]},
+    )
