@@ -20,7 +20,7 @@ import json
 import shutil
 import uuid
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -52,7 +52,7 @@ from nucfuse_datasets.store import (
     clean_temporaries,
 )
 
-__all__ = ["ExpectedCount", "NucleiDataset", "PaperStats", "find_marker"]
+__all__ = ["ExpectedCount", "NucleiDataset", "PaperStats", "Sources", "find_marker"]
 
 Transform = Callable[[Sample], Any]
 
@@ -86,6 +86,61 @@ class PaperStats:
     tile_size: str
     density: float
     train_patches: int
+
+
+class Sources(Mapping[str, Path]):
+    """The converter's view of the native sources: resource key -> folder (or file) with its content.
+
+    Archives are verified before conversion starts but extracted safely only when the converter first reads
+    their key, into a temporary folder; :meth:`release` deletes an extraction the converter no longer needs, so
+    a dataset made of several large archives (PanNuke's folds) never holds more than one extracted at a time.
+    """
+
+    def __init__(self, dataset: NucleiDataset, workdir: Path) -> None:
+        self._dataset = dataset
+        self._workdir = workdir
+        self._paths: dict[str, Path] = {}
+        self._archives: dict[str, tuple[Resource, Path]] = {}
+
+    def add_folder(self, key: str, path: Path) -> None:
+        """A source already present as a folder or plain file."""
+        self._paths[key] = path
+
+    def add_archive(self, res: Resource, archive: Path) -> None:
+        """A verified archive, extracted on first access."""
+        self._archives[res.key] = (res, archive)
+
+    def __getitem__(self, key: str) -> Path:
+        if key in self._paths:
+            return self._paths[key]
+        if key not in self._archives:
+            raise KeyError(key)
+        res, archive = self._archives[key]
+        target = self._workdir / key
+        shutil.rmtree(target, ignore_errors=True)
+        extract_archive(archive, target)
+        base = self._dataset._content_root(res, target, max_depth=3)
+        if base is None:
+            raise InvalidSourceError(
+                f"{archive}: the archive does not contain {res.marker!r}; it is not the expected {res.filename!r}"
+            )
+        self._paths[key] = base
+        return base
+
+    def release(self, key: str) -> None:
+        """Delete the extraction of ``key`` (a later access extracts it again); folders are left alone."""
+        if key in self._archives and key in self._paths:
+            del self._paths[key]
+            shutil.rmtree(self._workdir / key, ignore_errors=True)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(dict.fromkeys([*self._paths, *self._archives]))
+
+    def __len__(self) -> int:
+        return len(set(self._paths) | set(self._archives))
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._paths or key in self._archives
 
 
 def find_marker(base: Path, marker: str, max_depth: int = 2) -> Path | None:
@@ -267,7 +322,8 @@ class NucleiDataset(Dataset[Any]):
         """Resources this instance needs (datasets with a ``source=`` option narrow the class list)."""
         return self.resources
 
-    def _content_root(self, res: Resource, base: Path, max_depth: int) -> Path | None:
+    @classmethod
+    def _content_root(cls, res: Resource, base: Path, max_depth: int) -> Path | None:
         """Folder under ``base`` holding ``res``'s content (default: the one containing ``res.marker``)."""
         return find_marker(base, res.marker, max_depth=max_depth) if res.marker else None
 
@@ -295,7 +351,7 @@ class NucleiDataset(Dataset[Any]):
         ddir = self.dataset_dir
         ddir.mkdir(parents=True, exist_ok=True)
         workdir = ddir / f"{TMP_PREFIX}extract-{uuid.uuid4().hex[:8]}"
-        sources: dict[str, Path] = {}
+        sources = Sources(self, workdir)
         provenance: dict[str, dict[str, Any]] = {}
         try:
             for res in self.active_resources():
@@ -319,16 +375,10 @@ class NucleiDataset(Dataset[Any]):
                 if how in ("file", "downloaded"):
                     entry["sha256"] = verify_file(res, path)
                     if res.kind == "archive":
-                        target = workdir / res.key
-                        extract_archive(path, target)
-                        base = self._content_root(res, target, max_depth=3)
-                        if base is None:
-                            raise InvalidSourceError(
-                                f"{path}: the archive does not contain {res.marker!r}; it is not the expected "
-                                f"{res.filename!r}"
-                            )
-                        path = base
-                sources[res.key] = path
+                        sources.add_archive(res, path)  # extracted when the converter first asks for it
+                        provenance[res.key] = entry
+                        continue
+                sources.add_folder(res.key, path)
                 provenance[res.key] = entry
             writer = StoreWriter(
                 ddir,
@@ -398,8 +448,12 @@ class NucleiDataset(Dataset[Any]):
             )
         return diffs
 
-    def _convert(self, sources: dict[str, Path]) -> Iterator[RawSample]:
-        """Yield one :class:`RawSample` per native tile (implemented by each dataset)."""
+    def _convert(self, sources: Sources) -> Iterator[RawSample]:
+        """Yield one :class:`RawSample` per native tile (implemented by each dataset).
+
+        ``sources`` maps resource keys to folders; archives are extracted on first access and may be released
+        with ``sources.release(key)`` once converted.
+        """
         raise NotImplementedError
 
     # ------------------------------------------------------------------ Dataset protocol
@@ -521,7 +575,7 @@ class NucleiDataset(Dataset[Any]):
                 p.name for p in ddir.iterdir() if p.name.startswith("prepared") and PreparedStore.exists(p)
             )
         for res in cls.resources:
-            if res.marker and find_marker(ddir, res.marker) is not None:
+            if cls._content_root(res, ddir, max_depth=2) is not None:
                 status["sources"][res.key] = "extracted folder present"
             elif (ddir / res.filename).is_file():
                 status["sources"][res.key] = "archive present"

@@ -216,7 +216,8 @@ class CoNSeP(NucleiDataset):
         """``{"classes": "merged"}`` for the merged classes (its own store); ``{}`` for the default."""
         return {} if self.classes == "original" else {"classes": self.classes}
 
-    def _content_root(self, res: Resource, base: Path, max_depth: int) -> Path | None:
+    @classmethod
+    def _content_root(cls, res: Resource, base: Path, max_depth: int) -> Path | None:
         # the folder holding Train/ and Test/ (normally CoNSeP/; other copies may lack that top folder)
         return _split_root(base, max_depth + 1)
 

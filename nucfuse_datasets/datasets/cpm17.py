@@ -110,7 +110,8 @@ class CPM17(NucleiDataset):
         "zips, extract them all into the same folder."
     )
 
-    def _content_root(self, res: Resource, base: Path, max_depth: int) -> Path | None:
+    @classmethod
+    def _content_root(cls, res: Resource, base: Path, max_depth: int) -> Path | None:
         # the folder holding train/ and test/ (Drive names it after the shared folder)
         return _split_root(base, max_depth + 1)
 

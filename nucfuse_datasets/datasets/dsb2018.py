@@ -146,7 +146,8 @@ class DSB2018(NucleiDataset):
         """Only the chosen source's archive."""
         return tuple(r for r in self.resources if r.key == self.source)
 
-    def _content_root(self, res: Resource, base: Path, max_depth: int) -> Path | None:
+    @classmethod
+    def _content_root(cls, res: Resource, base: Path, max_depth: int) -> Path | None:
         found = super()._content_root(res, base, max_depth)
         if found is not None:
             return found / "stage1_train"

@@ -223,7 +223,8 @@ class MoNuSAC(NucleiDataset):
         "'MoNuSAC Testing Data and Annotations.zip' (or their extracted folders) into <root>/monusac/."
     )
 
-    def _content_root(self, res: Resource, base: Path, max_depth: int) -> Path | None:
+    @classmethod
+    def _content_root(cls, res: Resource, base: Path, max_depth: int) -> Path | None:
         # the MoNuSAC* folder itself (holding the patient folders)
         return _find_split_dir(base, res.key, max_depth)
 

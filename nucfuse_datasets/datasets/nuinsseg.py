@@ -200,7 +200,8 @@ class NuInsSeg(NucleiDataset):
         """``(train, test)`` indices of the 5 recommended cross-validation folds (see :func:`nuinsseg_folds`)."""
         return nuinsseg_folds(self)
 
-    def _content_root(self, res: Resource, base: Path, max_depth: int) -> Path | None:
+    @classmethod
+    def _content_root(cls, res: Resource, base: Path, max_depth: int) -> Path | None:
         found = super()._content_root(res, base, max_depth)
         if found is not None:
             return found

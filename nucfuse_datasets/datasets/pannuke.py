@@ -30,7 +30,7 @@ import numpy as np
 from nucfuse_datasets._download import Resource
 from nucfuse_datasets._io import load_npy
 from nucfuse_datasets._registry import register
-from nucfuse_datasets.datasets._base import ExpectedCount, NucleiDataset, PaperStats, find_marker
+from nucfuse_datasets.datasets._base import ExpectedCount, NucleiDataset, PaperStats, Sources, find_marker
 from nucfuse_datasets.errors import InvalidSourceError
 from nucfuse_datasets.store import RawSample
 
@@ -195,14 +195,17 @@ class PanNuke(NucleiDataset):
     paper = PaperStats(7904, 189744, "19", "256×256", 24.00, 6320)
     manual_instructions = ""
 
-    def _content_root(self, res: Resource, base: Path, max_depth: int) -> Path | None:
+    @classmethod
+    def _content_root(cls, res: Resource, base: Path, max_depth: int) -> Path | None:
         # the "Fold N" folder itself (one level below the extraction folder in the Warwick zips)
         return _fold_dir(base, int(res.key[-1]), max_depth + 1)
 
-    def _convert(self, sources: dict[str, Path]) -> Iterator[RawSample]:
-        # every fold is converted on its own; nothing is skipped because another fold exists
+    def _convert(self, sources: Sources) -> Iterator[RawSample]:
+        # every fold is converted on its own; nothing is skipped because another fold exists. Each fold's
+        # extraction (about 13 GB of arrays) is released before the next one is extracted.
         for n in (1, 2, 3):
             yield from self._convert_fold(n, sources[f"fold{n}"])
+            sources.release(f"fold{n}")
 
     def _convert_fold(self, n: int, fold: Path) -> Iterator[RawSample]:
         img_path = fold / "images" / f"fold{n}" / "images.npy"

@@ -232,7 +232,8 @@ class PCNS(NucleiDataset):
     )
     converter_version = 1
 
-    def _content_root(self, res: Resource, base: Path, max_depth: int) -> Path | None:
+    @classmethod
+    def _content_root(cls, res: Resource, base: Path, max_depth: int) -> Path | None:
         if res.key != "main":
             return super()._content_root(res, base, max_depth)
         return base if base.is_dir() and _has_labels(base) else None

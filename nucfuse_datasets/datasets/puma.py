@@ -292,7 +292,8 @@ class PUMA(NucleiDataset):
         """The ROI and nuclei archives (the tissue archive is not needed)."""
         return tuple(r for r in self.resources if r.required)
 
-    def _content_root(self, res: Resource, base: Path, max_depth: int) -> Path | None:
+    @classmethod
+    def _content_root(cls, res: Resource, base: Path, max_depth: int) -> Path | None:
         # the folder that directly holds the files (normally the zip's top folder)
         pattern = {"rois": "training_set_*_roi_*.tif*", "nuclei": "training_set_*_nuclei.geojson"}.get(
             res.key, "training_set_*_tissue.geojson"

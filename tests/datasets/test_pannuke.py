@@ -150,3 +150,25 @@ def test_resources_and_counts():
     counts = {f"fold{n}": {"tiles": s, "nuclei": 0} for n, s in {1: 2656, 2: 2523, 3: 2722}.items()}
     assert PanNuke.__new__(PanNuke).check_counts({**counts, "all": {"tiles": 7901, "nuclei": 189744}}) == []
     assert PanNuke.paper.tiles == 7904
+
+
+def test_folds_are_extracted_one_at_a_time(tmp_path, serve_fake, monkeypatch):
+    from nucfuse_datasets.datasets import _base
+
+    served = serve_fake("pannuke")
+    target = tmp_path / "pannuke"
+    target.mkdir()
+    for archive in served.fake.archives.values():
+        (target / archive.name).write_bytes(archive.read_bytes())
+    seen = []
+    real = _base.extract_archive
+
+    def spy(archive, dest, **kw):
+        # extraction folders that exist when a new archive is extracted
+        seen.append(sorted(p.name for p in dest.parent.iterdir()) if dest.parent.exists() else [])
+        return real(archive, dest, **kw)
+
+    monkeypatch.setattr(_base, "extract_archive", spy)
+    ds = nf.get_dataset("pannuke", root=tmp_path, progress=False)
+    assert len(seen) == 3 and all(s == [] for s in seen)  # fold n-1's extraction is gone before fold n is extracted
+    assert {ds.meta(i).split for i in range(len(ds))} == {"fold1", "fold2", "fold3"}
