@@ -236,14 +236,32 @@ class NucleiDataset(Dataset[Any]):
         self._has_ignore = np.array(["ignore" in e["files"] for e in entries], dtype=bool)
 
     # ------------------------------------------------------------------ options and paths
+    def _choose(self, name: str, value: Any, choices: Iterable[Any], default: Any) -> Any:
+        """Validate and record a constructor option that changes the output (call before ``super().__init__``).
+
+        The option becomes an attribute, and part of :attr:`options` when it differs from ``default``. An option
+        named ``source`` also selects the resource whose key it names (see :meth:`active_resources`).
+
+        Raises:
+            ArgumentError: ``value`` is not one of ``choices``; the message lists them.
+        """
+        valid = list(choices)
+        if value not in valid:
+            raise ArgumentError(f"{self.name}: unknown {name} {value!r}; valid: {', '.join(map(repr, valid))}")
+        self.__dict__.setdefault("_chosen", {})[name] = (value, default)
+        setattr(self, name, value)
+        return value
+
     @property
     def options(self) -> dict[str, Any]:
         """Dataset-specific constructor options that change the converted output.
 
         Keys are constructor keyword names, so ``cls(root, **options)`` rebuilds the same store;
-        they are recorded in the manifest and give the store its name.
+        they are recorded in the manifest and give the store its name. Options recorded with :meth:`_choose`
+        appear here when they differ from their default.
         """
-        return {}
+        chosen = self.__dict__.get("_chosen", {})
+        return {k: v for k, (v, default) in chosen.items() if v != default}
 
     @property
     def dataset_dir(self) -> Path:
@@ -319,7 +337,9 @@ class NucleiDataset(Dataset[Any]):
         return located
 
     def active_resources(self) -> tuple[Resource, ...]:
-        """Resources this instance needs (datasets with a ``source=`` option narrow the class list)."""
+        """Resources this instance needs: all of them, or only the one a ``source`` option names."""
+        if "source" in self.__dict__.get("_chosen", {}):
+            return tuple(r for r in self.resources if r.key == self.source)  # type: ignore[attr-defined]
         return self.resources
 
     @classmethod

@@ -35,7 +35,7 @@ from nucfuse_datasets._io import read_image, to_rgb_uint8
 from nucfuse_datasets._registry import register
 from nucfuse_datasets.datasets._base import ExpectedCount, NucleiDataset, PaperStats, Transform, find_marker
 from nucfuse_datasets.datasets._mat import integral_array, label_map, load_mat
-from nucfuse_datasets.errors import ArgumentError, InvalidSourceError
+from nucfuse_datasets.errors import InvalidSourceError
 from nucfuse_datasets.store import RawSample
 
 __all__ = ["MERGE", "MERGED_CLASS_NAMES", "ORIGINAL_CLASS_NAMES", "CoNSeP", "instance_classes"]
@@ -204,17 +204,10 @@ class CoNSeP(NucleiDataset):
         classes: str = "original",
         progress: bool | None = None,
     ) -> None:
-        if classes not in ("original", "merged"):
-            raise ArgumentError(f"consep: unknown classes {classes!r}; valid: 'original', 'merged'")
-        self.classes = classes
+        self._choose("classes", classes, ("original", "merged"), default="original")
         # an instance attribute: the merged variant has its own class list (class-level value: original)
         self.class_names = MERGED_CLASS_NAMES if classes == "merged" else ORIGINAL_CLASS_NAMES  # type: ignore[misc]
         super().__init__(root, split, download, transforms, progress=progress)
-
-    @property
-    def options(self) -> dict[str, Any]:
-        """``{"classes": "merged"}`` for the merged classes (its own store); ``{}`` for the default."""
-        return {} if self.classes == "original" else {"classes": self.classes}
 
     @classmethod
     def _content_root(cls, res: Resource, base: Path, max_depth: int) -> Path | None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from nucfuse_datasets._config import PathLike
 from nucfuse_datasets._download import Resource
@@ -29,7 +28,7 @@ from nucfuse_datasets._io import read_image, to_rgb_uint8
 from nucfuse_datasets._registry import register
 from nucfuse_datasets.datasets._base import ExpectedCount, NucleiDataset, PaperStats, Transform
 from nucfuse_datasets.datasets._labels import read_instance_map
-from nucfuse_datasets.errors import ArgumentError, InvalidSourceError
+from nucfuse_datasets.errors import InvalidSourceError
 from nucfuse_datasets.store import RawSample
 
 __all__ = ["ANNOTATORS", "ANNOTATOR_COUNTS", "CryoNuSeg", "label_folder", "organ_from_stem"]
@@ -162,16 +161,9 @@ class CryoNuSeg(NucleiDataset):
         annotator: str = "a1",
         progress: bool | None = None,
     ) -> None:
-        if annotator not in ANNOTATORS:
-            raise ArgumentError(f"cryonuseg: unknown annotator {annotator!r}; valid: {', '.join(ANNOTATORS)}")
-        self.annotator = annotator
+        self._choose("annotator", annotator, ANNOTATORS, default="a1")
         self.expected_counts = ANNOTATOR_COUNTS[annotator]  # the chosen mark-up's published counts
         super().__init__(root, split, download, transforms, progress=progress)
-
-    @property
-    def options(self) -> dict[str, Any]:
-        """``{"annotator": ...}`` for a mark-up other than the default ``"a1"`` (its own store)."""
-        return {} if self.annotator == "a1" else {"annotator": self.annotator}
 
     def _convert(self, sources: dict[str, Path]) -> Iterator[RawSample]:
         base = sources["main"]

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -27,7 +26,7 @@ from nucfuse_datasets._download import Resource
 from nucfuse_datasets._io import read_image, to_rgb_uint8
 from nucfuse_datasets._registry import register
 from nucfuse_datasets.datasets._base import ExpectedCount, NucleiDataset, PaperStats, Transform
-from nucfuse_datasets.errors import ArgumentError, InvalidSourceError
+from nucfuse_datasets.errors import InvalidSourceError
 from nucfuse_datasets.store import RawSample
 
 __all__ = ["DSB2018", "is_he"]
@@ -131,20 +130,8 @@ class DSB2018(NucleiDataset):
         source: str = "fixed",
         progress: bool | None = None,
     ) -> None:
-        keys = [r.key for r in self.resources]
-        if source not in keys:
-            raise ArgumentError(f"dsb2018: unknown source {source!r}; valid: {', '.join(keys)}")
-        self.source = source
+        self._choose("source", source, [r.key for r in self.resources], default="fixed")
         super().__init__(root, split, download, transforms, progress=progress)
-
-    @property
-    def options(self) -> dict[str, Any]:
-        """``{"source": "original"}`` when the original copy is used (its own store)."""
-        return {} if self.source == "fixed" else {"source": self.source}
-
-    def active_resources(self) -> tuple[Resource, ...]:
-        """Only the chosen source's archive."""
-        return tuple(r for r in self.resources if r.key == self.source)
 
     @classmethod
     def _content_root(cls, res: Resource, base: Path, max_depth: int) -> Path | None:

@@ -28,7 +28,7 @@ from nucfuse_datasets._io import read_image, to_rgb_uint8
 from nucfuse_datasets._registry import register
 from nucfuse_datasets.datasets._base import ExpectedCount, NucleiDataset, PaperStats, Transform
 from nucfuse_datasets.datasets._labels import binary_to_instances, read_binary_mask
-from nucfuse_datasets.errors import ArgumentError, InvalidSourceError
+from nucfuse_datasets.errors import InvalidSourceError
 from nucfuse_datasets.store import RawSample
 
 __all__ = ["CONNECTIVITY", "MAX_HOLE", "TNBC"]
@@ -134,20 +134,8 @@ class TNBC(NucleiDataset):
         source: str = "v1.1",
         progress: bool | None = None,
     ) -> None:
-        keys = [r.key for r in self.resources]
-        if source not in keys:
-            raise ArgumentError(f"tnbc: unknown source {source!r}; valid: {', '.join(keys)}")
-        self.source = source
+        self._choose("source", source, [r.key for r in self.resources], default="v1.1")
         super().__init__(root, split, download, transforms, progress=progress)
-
-    @property
-    def options(self) -> dict[str, Any]:
-        """``{"source": "v1"}`` when Zenodo v1 is used (its own store); empty for the default v1.1."""
-        return {} if self.source == "v1.1" else {"source": self.source}
-
-    def active_resources(self) -> tuple[Resource, ...]:
-        """Only the chosen source's zip."""
-        return tuple(r for r in self.resources if r.key == self.source)
 
     def _convert(self, sources: dict[str, Path]) -> Iterator[RawSample]:
         top = sources[self.source] / TOP
