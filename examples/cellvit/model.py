@@ -55,6 +55,9 @@ BRANCHES = {"nuclei_binary_map": 2, "hv_map": 2, "nuclei_type_map": 2}
 
 EMBED_DIM = 384
 SKIP_INDICES = (2, 5, 8, 11)
+#: Decoder channels at strides 8/4/2/1 (decoder3, decoder2, decoder1, decoder0 outputs).
+DECODER_WIDTHS = (312, 256, 128, 64)
+ENCODER_NAME = "vit_small_patch16_224"
 
 
 class Conv2DBlock(nn.Sequential):
@@ -85,17 +88,21 @@ def _up(in_channels: int, out_channels: int) -> nn.ConvTranspose2d:
 
 
 class _Branch(nn.Module):
-    """One upsampling branch from the bottleneck and the four shared skips to ``out`` maps."""
+    """One upsampling branch from the bottleneck and the four shared skips to ``out`` maps.
 
-    def __init__(self, out_channels: int) -> None:
+    ``widths = (w3, w2, w1, w0)`` are the channels at strides 8/4/2/1 (312, 256, 128, 64).
+    """
+
+    def __init__(
+        self, out_channels: int, embed_dim: int = EMBED_DIM, widths: tuple[int, int, int, int] = DECODER_WIDTHS
+    ) -> None:
         super().__init__()
-        self.bottleneck_up = _up(EMBED_DIM, 312)
-        self.stage3 = nn.Sequential(
-            Conv2DBlock(2 * 312, 312), Conv2DBlock(312, 312), Conv2DBlock(312, 312), _up(312, 256)
-        )
-        self.stage2 = nn.Sequential(Conv2DBlock(2 * 256, 256), Conv2DBlock(256, 256), _up(256, 128))
-        self.stage1 = nn.Sequential(Conv2DBlock(2 * 128, 128), Conv2DBlock(128, 128), _up(128, 64))
-        self.header = nn.Sequential(Conv2DBlock(2 * 64, 64), Conv2DBlock(64, 64), nn.Conv2d(64, out_channels, 1))
+        w3, w2, w1, w0 = widths
+        self.bottleneck_up = _up(embed_dim, w3)
+        self.stage3 = nn.Sequential(Conv2DBlock(2 * w3, w3), Conv2DBlock(w3, w3), Conv2DBlock(w3, w3), _up(w3, w2))
+        self.stage2 = nn.Sequential(Conv2DBlock(2 * w2, w2), Conv2DBlock(w2, w2), _up(w2, w1))
+        self.stage1 = nn.Sequential(Conv2DBlock(2 * w1, w1), Conv2DBlock(w1, w1), _up(w1, w0))
+        self.header = nn.Sequential(Conv2DBlock(2 * w0, w0), Conv2DBlock(w0, w0), nn.Conv2d(w0, out_channels, 1))
 
     def forward(
         self, z4: torch.Tensor, s0: torch.Tensor, s1: torch.Tensor, s2: torch.Tensor, s3: torch.Tensor
@@ -168,6 +175,12 @@ class CellViT256(nn.Module):
         attn_drop_rate: encoder attention dropout (0.1).
         drop_rate: encoder dropout (0).
         allow_pickle: see :func:`load_hipt_state_dict`.
+        encoder_name: timm ViT with 12 blocks (``vit_small_patch16_224``).
+        decoder_widths: decoder channels at strides 8/4/2/1 ((312, 256, 128, 64)).
+
+    Non-default ``encoder_name``/``decoder_widths`` give scaled-down variants for CPU smoke
+    tests (e.g. ``vit_tiny_patch16_224`` with ``(32, 16, 16, 8)``); the recipe uses the
+    defaults.
 
     Input side lengths must be multiples of 16 (the recipe pads test tiles to 32).
     The forward pass returns a dict of logits: ``nuclei_binary_map`` ``B×2×H×W``,
@@ -183,11 +196,13 @@ class CellViT256(nn.Module):
         attn_drop_rate: float = 0.1,
         drop_rate: float = 0.0,
         allow_pickle: bool = False,
+        encoder_name: str = ENCODER_NAME,
+        decoder_widths: tuple[int, int, int, int] = DECODER_WIDTHS,
     ) -> None:
         super().__init__()
         timm = require_timm()
         self.encoder = timm.create_model(
-            "vit_small_patch16_224",
+            encoder_name,
             pretrained=False,
             num_classes=0,
             dynamic_img_size=True,
@@ -210,12 +225,14 @@ class CellViT256(nn.Module):
                 "assume HIPT vit256_small_dino weights",
                 stacklevel=2,
             )
-        self.decoder0 = nn.Sequential(Conv2DBlock(3, 32), Conv2DBlock(32, 64))
-        self.decoder1 = nn.Sequential(Deconv2DBlock(EMBED_DIM, 256), Deconv2DBlock(256, 128), Deconv2DBlock(128, 128))
-        self.decoder2 = nn.Sequential(Deconv2DBlock(EMBED_DIM, 256), Deconv2DBlock(256, 256))
-        self.decoder3 = nn.Sequential(Deconv2DBlock(EMBED_DIM, 312))
+        dim = int(self.encoder.embed_dim)
+        w3, w2, w1, w0 = (int(w) for w in decoder_widths)
+        self.decoder0 = nn.Sequential(Conv2DBlock(3, w0 // 2), Conv2DBlock(w0 // 2, w0))
+        self.decoder1 = nn.Sequential(Deconv2DBlock(dim, w2), Deconv2DBlock(w2, w1), Deconv2DBlock(w1, w1))
+        self.decoder2 = nn.Sequential(Deconv2DBlock(dim, w2), Deconv2DBlock(w2, w2))
+        self.decoder3 = nn.Sequential(Deconv2DBlock(dim, w3))
         channels = dict(BRANCHES, nuclei_type_map=num_nuclei_classes)
-        self.branches = nn.ModuleDict({name: _Branch(c) for name, c in channels.items()})
+        self.branches = nn.ModuleDict({name: _Branch(c, dim, (w3, w2, w1, w0)) for name, c in channels.items()})
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """``B×3×H×W`` (normalised with mean = std = 0.5) → dict of ``B×C×H×W`` logits."""

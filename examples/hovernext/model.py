@@ -113,6 +113,12 @@ class HoVerNeXt(nn.Module):
         inst_channels: channels of the "inst" head (5: H, V and 3-class logits).
         cls_channels: channels of the "cls" head (1: the NP logit).
         encoder_name: timm model name.
+        decoder_channels: channels of the four skip-connected decoder blocks (256, 128, 64, 32).
+        final_channels: channels of the extra full-resolution block (16).
+
+    Non-default ``encoder_name``/``decoder_channels``/``final_channels`` give scaled-down
+    variants for CPU smoke tests (e.g. ``convnextv2_atto`` with ``(32, 16, 16, 8)``); the
+    recipe uses the defaults.
 
     Input side lengths must be multiples of 32; see
     :func:`nucfuse_datasets.postprocess.pad_to_multiple`.
@@ -126,6 +132,8 @@ class HoVerNeXt(nn.Module):
         inst_channels: int = 5,
         cls_channels: int = 1,
         encoder_name: str = ENCODER_NAME,
+        decoder_channels: Sequence[int] = (256, 128, 64, 32),
+        final_channels: int = 16,
     ) -> None:
         super().__init__()
         timm = require_timm()
@@ -153,8 +161,8 @@ class HoVerNeXt(nn.Module):
             )
             self.encoder = timm.create_model(encoder_name, pretrained=False, **kwargs)
         channels = tuple(self.encoder.feature_info.channels())
-        self.decoder_inst = UNetDecoder(channels)
-        self.decoder_cls = UNetDecoder(channels)
+        self.decoder_inst = UNetDecoder(channels, decoder_channels, final_channels)
+        self.decoder_cls = UNetDecoder(channels, decoder_channels, final_channels)
         self.head_inst = _head(self.decoder_inst.out_channels, inst_channels)
         self.head_cls = _head(self.decoder_cls.out_channels, cls_channels)
 

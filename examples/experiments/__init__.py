@@ -1,0 +1,1 @@
+"""Drivers of the paper's experiments: dataset ranking (experiment 1) and top-k fusion (experiment 2)."""

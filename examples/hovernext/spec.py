@@ -1,0 +1,117 @@
+"""HoVerNeXt's hooks for the shared training/evaluation machinery (``recipes.md`` §2.2, §7.2).
+
+* data: NucFuse-train patches, ImageNet normalisation; augmentation p = 0.7 **per batch** as run (one coin flip
+  and one affine per batch in the ``collate_fn``, :class:`~examples.hovernext.augment.HoVerNeXtBatchAugment`;
+  ``train.batch_augment = false`` draws them per sample instead), then the targets (NP, HV, 3-class) from the
+  augmented instance map; shuffled, ``num_workers = 0``;
+* Adam 1e-4, no weight decay; ReduceLROnPlateau (max, 0.7, patience 15, cooldown 5, min 5e-8) stepped with the
+  validation PQ; gradient clipping at norm 1.0; fp32;
+* encoder frozen in the 1-based epochs 1–24;
+* early stopping once the epochs without a strict improvement of the validation PQ exceed 100 (one source
+  dataset) or 50 (fused sets); ``best.pt`` holds the best-PQ weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import default_collate
+
+from examples.common.early_stopping import EarlyStopping
+from examples.common.spec import RecipeSpec
+from examples.common.transforms import Compose, ToTensors
+from examples.hovernext import recipe as hrecipe
+from examples.hovernext.augment import HoVerNeXtAugment, HoVerNeXtBatchAugment
+from examples.hovernext.losses import HoVerNeXtLoss
+from examples.hovernext.model import HoVerNeXt, hovernext_infer_fn
+from nucfuse_datasets.schema import Sample
+from nucfuse_datasets.targets import HoVerNetTargets
+
+__all__ = ["SPEC", "BatchAugmentCollate", "HoVerNeXtSpec"]
+
+
+class BatchAugmentCollate:
+    """``collate_fn``: per-batch augmentation of the Samples, then targets and tensors, then default collation."""
+
+    def __init__(self, augment: HoVerNeXtBatchAugment, to_tensors: Callable[[Sample], dict[str, Any]]) -> None:
+        self.augment = augment
+        self.to_tensors = to_tensors
+
+    def __call__(self, samples: Sequence[Sample]) -> dict[str, Any]:
+        return default_collate([self.to_tensors(s) for s in self.augment(samples)])
+
+    def __repr__(self) -> str:
+        return f"BatchAugmentCollate({self.augment!r}, {self.to_tensors!r})"
+
+
+class HoVerNeXtSpec(RecipeSpec):
+    """HoVerNeXt as run in NucFuseRank."""
+
+    name = "hovernext"
+    model_label = "HoVerNeXt"
+    default_recipe = hrecipe.RECIPE
+    first_epoch = 1
+
+    def default_model_config(self) -> dict[str, Any]:
+        return {
+            "encoder_name": "convnextv2_tiny",
+            "decoder_channels": [256, 128, 64, 32],
+            "final_channels": 16,
+            "drop_path_rate": 0.25,
+        }
+
+    def default_train_config(self) -> dict[str, Any]:
+        return {"batch_augment": True}
+
+    def build_model(self, model_cfg: Mapping[str, Any], *, load_pretrained: bool = True) -> nn.Module:
+        cfg = dict(model_cfg)
+        pretrained = cfg.pop("pretrained", "") or None
+        if "decoder_channels" in cfg:
+            cfg["decoder_channels"] = tuple(cfg["decoder_channels"])
+        return HoVerNeXt(pretrained_path=pretrained if load_pretrained else None, **cfg)
+
+    def loss_fn(self, recipe: Any) -> nn.Module:
+        return HoVerNeXtLoss()
+
+    def infer_fn(self, model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+        return hovernext_infer_fn(model)
+
+    def _targets(self, recipe: Any) -> Compose:
+        return Compose([HoVerNetTargets(), ToTensors(recipe.mean, recipe.std)])
+
+    def train_transform(self, recipe: Any, cfg: Mapping[str, Any]) -> Callable[[Any], Any] | None:
+        if cfg["train"].get("batch_augment", True):
+            return None  # the collate function augments whole batches
+        return Compose([HoVerNeXtAugment(recipe.augment_p), HoVerNetTargets(), ToTensors(recipe.mean, recipe.std)])
+
+    def train_collate(self, recipe: Any, cfg: Mapping[str, Any]) -> Callable[[list[Any]], Any] | None:
+        if cfg["train"].get("batch_augment", True):
+            return BatchAugmentCollate(HoVerNeXtBatchAugment(HoVerNeXtAugment(recipe.augment_p)), self._targets(recipe))
+        return None
+
+    def val_transform(self, recipe: Any) -> Callable[[Any], Any]:
+        return self._targets(recipe)
+
+    def make_optimizer(self, model: nn.Module, recipe: Any) -> torch.optim.Optimizer:
+        return hrecipe.make_optimizer(model, recipe)
+
+    def make_scheduler(self, optimizer: torch.optim.Optimizer, recipe: Any) -> Any:
+        return hrecipe.make_scheduler(optimizer, recipe)
+
+    def encoder_frozen(self, epoch_index: int, recipe: Any) -> bool:
+        return hrecipe.encoder_frozen(epoch_index + 1, recipe)
+
+    def scheduler_step(self, scheduler: Any, val_pq: float) -> None:
+        scheduler.step(val_pq)
+
+    def early_stopping(self, recipe: Any, cfg: Mapping[str, Any], n_sources: int) -> EarlyStopping:
+        patience = int(cfg["train"].get("early_stop_patience") or 0)
+        if patience <= 0:
+            patience = recipe.early_stop_fused if n_sources > 1 else recipe.early_stop_single
+        return EarlyStopping(patience, stop_when_exceeds=True, save_on_tie=False)
+
+
+SPEC = HoVerNeXtSpec()
