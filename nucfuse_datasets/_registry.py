@@ -81,6 +81,10 @@ def get_dataset_class(name: str) -> type[NucleiDataset]:
 
     Raises:
         ArgumentError: no dataset has that name; the message lists the valid names.
+
+    Example:
+        >>> get_dataset_class("MoNuSeg").__name__, get_dataset_class("monuseg").license
+        ('MoNuSeg', 'CC BY-NC-SA 4.0')
     """
     _load_all()
     key = name.lower().strip()

@@ -68,12 +68,18 @@ PAPER_TRAIN_PATCHES = {
 
 
 def load_results(path: PathLike) -> list[dict[str, Any]]:
-    """Read result rows from a CSV file, a JSON list, or a folder of evaluation-report JSON files.
+    r"""Read result rows from a CSV file, a JSON list, or a folder of evaluation-report JSON files.
 
     Numeric columns are converted to floats. Report JSONs must carry ``model`` and ``train_set`` in their ``meta``.
 
     Raises:
         InvalidSourceError: the file has no ``model``/``train_set``/``test_subset`` columns or cannot be parsed.
+
+    Example:
+        >>> p = getfixture("tmp_path") / "rows.csv"
+        >>> _ = p.write_text("model,train_set,test_subset,pq\nm,monuseg,overall,53.4\n")
+        >>> load_results(p)
+        [{'model': 'm', 'train_set': 'monuseg', 'test_subset': 'overall', 'pq': 53.4}]
     """
     path = Path(path)
     rows: list[dict[str, Any]] = []
@@ -271,7 +277,14 @@ def _pyplot() -> Any:
 
 
 def plot_ranking(table: Sequence[Mapping[str, Any]], metric: str = "pq") -> Any:
-    """Grouped bar chart of the ranking table (one bar per model, datasets in rank order)."""
+    """Grouped bar chart of the ranking table (one bar per model, datasets in rank order).
+
+    Example:
+        >>> rows = [{"model": "m", "train_set": d, "test_subset": "overall", "pq": v}
+        ...         for d, v in (("pcns", 55.0), ("puma", 54.0))]
+        >>> len(plot_ranking(ranking_table(rows)).axes)
+        1
+    """
     plt = _pyplot()
     models = [k for k in table[0] if k not in ("train_set", "mean", "rank", "mean_rank") and not k.startswith("rank_")]
     x = np.arange(len(table))
@@ -288,7 +301,13 @@ def plot_ranking(table: Sequence[Mapping[str, Any]], metric: str = "pq") -> Any:
 
 
 def plot_cross_correlation(names: Sequence[str], matrix: np.ndarray, title: str = "C") -> Any:
-    """Heat map of a (cross-correlation or performance) matrix with the values written in."""
+    """Heat map of a (cross-correlation or performance) matrix with the values written in.
+
+    Example:
+        >>> import numpy as np
+        >>> len(plot_cross_correlation(["a", "b"], np.array([[1.0, 1.5], [0.75, 1.0]])).axes)  # map + colour bar
+        2
+    """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(1 + 0.7 * len(names), 0.8 + 0.6 * len(names)))
     im = ax.imshow(matrix, cmap="viridis")
@@ -307,7 +326,14 @@ def plot_cross_correlation(names: Sequence[str], matrix: np.ndarray, title: str 
 
 
 def plot_fusion_gain(gains: Sequence[Mapping[str, Any]], metric: str = "pq") -> Any:
-    """Observed vs expected score of top-k fusion, per model."""
+    """Observed vs expected score of top-k fusion, per model.
+
+    Example:
+        >>> rows = [{"model": "m", "train_set": s, "test_subset": "overall", "pq": v}
+        ...         for s, v in {"pcns": 50, "puma": 40, "top2": 55}.items()]
+        >>> len(plot_fusion_gain(fusion_gain(rows)).axes)
+        1
+    """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for m in sorted({g["model"] for g in gains}):
@@ -338,7 +364,14 @@ def _markdown(rows: Sequence[Mapping[str, Any]]) -> str:
 
 
 def render_report(rows: Sequence[Row], out: PathLike, metric: str = "pq", plots: bool = True) -> Path:
-    """Write ``analysis.md`` (ranking, cross-correlation and fusion tables) and PNG figures into ``out``."""
+    """Write ``analysis.md`` (ranking, cross-correlation and fusion tables) and PNG figures into ``out``.
+
+    Example:
+        >>> rows = [{"model": "m", "train_set": d, "test_subset": "overall", "pq": v}
+        ...         for d, v in (("pcns", 55.0), ("puma", 54.0))]
+        >>> render_report(rows, getfixture("tmp_path"), plots=False).name
+        'analysis.md'
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     parts = [f"# NucFuse analysis ({metric.upper()})", ""]

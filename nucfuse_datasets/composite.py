@@ -108,6 +108,13 @@ def select_test_tiles(subset: str, ds: NucleiDataset, test_ids: str = "pinned") 
 
     Raises:
         TestSetMismatchError: a pinned id is missing from the local data.
+
+    Example:
+        >>> import nucfuse_datasets as nf
+        >>> ds = nf.get_dataset("synthetic", root=getfixture("tmp_path"), n_tiles=16)
+        >>> sel = select_test_tiles("synthetic", ds)
+        >>> sel.source, sel.pool, sel.n_eligible, len(sel.ids)
+        ('rule', 'whole dataset', 16, 14)
     """
     if test_ids not in ("pinned", "rule"):
         raise ArgumentError(f"test_ids must be 'pinned' or 'rule', got {test_ids!r}")

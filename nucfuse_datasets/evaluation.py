@@ -99,6 +99,16 @@ class EvaluationReport:
         per_dataset: subset -> ``{"mean": ..., "pooled": ...}`` aggregates.
         overall: ``{"mean": ..., "pooled": ...}`` over all tiles (the paper's number is ``overall["mean"]``).
         meta: library version, metric policy, id-list hashes, model and training-set labels, timing.
+
+    Example:
+        >>> import numpy as np
+        >>> from nucfuse_datasets.metrics import MetricPolicy, evaluate_pair
+        >>> gt = np.array([[1, 1, 0, 2, 2]])
+        >>> report = EvaluationReport.from_results(
+        ...     [("demo", "a", (1, 5)), ("demo", "b", (1, 5))],
+        ...     [evaluate_pair(gt, gt), evaluate_pair(gt, 0 * gt)], MetricPolicy(), meta={"model": "m"})
+        >>> round(report.overall["mean"]["pq"], 3), report.overall["pooled"]["tp"]
+        (0.5, 2)
     """
 
     per_image: list[dict[str, Any]]
@@ -325,6 +335,15 @@ def evaluate(
 
     Raises:
         InvalidPredictionError: a prediction has the wrong shape or dtype, or negative ids; the message names the tile.
+
+    Example:
+        >>> import numpy as np
+        >>> from nucfuse_datasets import NucFuseTest
+        >>> test = NucFuseTest(getfixture("tmp_path"), datasets=["synthetic"],
+        ...                    dataset_options={"synthetic": {"n_tiles": 14, "tile_size": 256}}, test_ids="rule")
+        >>> report = evaluate(test, lambda image: np.zeros(image.shape[:2], np.int32), progress=False)
+        >>> report.overall["mean"]["pq"], report.overall["mean"]["n_images"]
+        (0.0, 14)
     """
     policy = policy or MetricPolicy()
     keys: list[tuple[str, str, tuple[int, int]]] = []
@@ -385,6 +404,15 @@ def evaluate_folder(
 
     Raises:
         InvalidPredictionError: a prediction is missing (with ``missing="error"``), unreadable or invalid.
+
+    Example:
+        >>> from nucfuse_datasets import NucFuseTest
+        >>> root = getfixture("tmp_path")
+        >>> test = NucFuseTest(root / "data", datasets=["synthetic"],
+        ...                    dataset_options={"synthetic": {"n_tiles": 14, "tile_size": 256}}, test_ids="rule")
+        >>> _ = test.export(root / "gt")  # ground truth as <subset>__<id>.npy: a perfect "prediction"
+        >>> evaluate_folder(test, root / "gt", progress=False).overall["pooled"]["pq"]
+        1.0
     """
     if missing not in ("error", "empty"):
         raise ArgumentError(f"missing must be 'error' or 'empty', got {missing!r}")

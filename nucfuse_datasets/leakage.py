@@ -142,5 +142,15 @@ def audit(
 
 
 def leaking_cases(test: NucFuseTest, train: NucFuseTrain) -> set[str]:
-    """Cases with tiles in both sets: pass them to ``NucFuseTrain(exclude_cases=...)``."""
+    """Cases with tiles in both sets: pass them to ``NucFuseTrain(exclude_cases=...)``.
+
+    Example:
+        >>> from nucfuse_datasets import NucFuseTest, NucFuseTrain
+        >>> opts = {"synthetic": {"n_tiles": 20}}
+        >>> root = getfixture("tmp_path")
+        >>> test = NucFuseTest(root, datasets=["synthetic"], dataset_options=opts)
+        >>> train = NucFuseTrain(root, datasets=["synthetic"], dataset_options=opts, split="all")
+        >>> leaking_cases(test, train)  # synthetic tiles come from no TCGA case
+        set()
+    """
     return audit(test=test, train=train).leaking_cases

@@ -52,6 +52,11 @@ class SampleMeta(BaseModel):
         mpp: microns per pixel when known.
         original_file: file name (relative to the native layout) the image came from.
         extra: further dataset-specific facts (patient, species, has_macrophage, patch origin...).
+
+    Example:
+        >>> m = SampleMeta(dataset="monuseg", sample_id="TCGA-21-5784-01Z-00-DX1", split="train", organ="liver")
+        >>> m.model_dump()["organ"], m.extra
+        ('liver', {})
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -77,6 +82,15 @@ class Sample(BaseModel):
 
     Raises:
         InvalidSampleError: an array has the wrong number of dimensions, shape or dtype.
+
+    Example:
+        >>> import numpy as np
+        >>> inst = np.zeros((4, 4), np.int32); inst[1:3, 1:3] = 1
+        >>> s = Sample(image=np.zeros((4, 4, 3), np.uint8), instances=inst,
+        ...            classes=np.array([0, 2], np.int32), class_names=("background", "a", "b"),
+        ...            meta=SampleMeta(dataset="demo", sample_id="x", split="all"))
+        >>> s.n_instances, int(s.type_map()[1, 1])
+        (1, 2)
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True, frozen=False, extra="forbid")

@@ -232,11 +232,9 @@ class NucleusTargets:
         one_based: passed to :func:`hv_maps`.
         keep_meta: copy ``meta`` (a dict), ``classes`` and ``ignore`` into the output.
 
-    Returns:
-        Calling it on a :class:`~nucfuse_datasets.schema.Sample` (or a dict with ``image``
-        and ``instances``) returns a dict of numpy arrays: ``image`` (``H×W×3`` uint8),
-        ``instances`` (``H×W`` int32), ``np`` (``H×W`` uint8) and ``hv`` (``2×H×W``
-        float32).
+    Calling it on a :class:`~nucfuse_datasets.schema.Sample` (or a dict with ``image`` and
+    ``instances``) returns a dict of numpy arrays: ``image`` (``H×W×3`` uint8), ``instances``
+    (``H×W`` int32), ``np`` (``H×W`` uint8) and ``hv`` (``2×H×W`` float32).
 
     Example:
         >>> import numpy as np
@@ -266,7 +264,11 @@ class NucleusTargets:
         return out
 
     def __call__(self, sample: Sample | Mapping[str, Any]) -> dict[str, Any]:
-        """Compute the targets of one (already augmented) sample."""
+        """Compute the targets of one (already augmented) sample.
+
+        Returns:
+            The dict of numpy arrays described in the class docstring.
+        """
         return self._base(sample)
 
     def __repr__(self) -> str:
@@ -282,10 +284,9 @@ class HoVerNetTargets(NucleusTargets):
         one_based: passed to :func:`hv_maps`.
         keep_meta: copy ``meta`` (a dict), ``classes`` and ``ignore`` into the output.
 
-    Returns:
-        Calling it returns a dict of numpy arrays: ``image`` (``H×W×3`` uint8),
-        ``instances`` (``H×W`` int32), ``np`` (``H×W`` uint8), ``hv`` (``2×H×W`` float32)
-        and ``three_class`` (``H×W`` uint8 in ``{0, 1, 2}``).
+    Calling it returns a dict of numpy arrays: ``image`` (``H×W×3`` uint8), ``instances``
+    (``H×W`` int32), ``np`` (``H×W`` uint8), ``hv`` (``2×H×W`` float32) and ``three_class``
+    (``H×W`` uint8 in ``{0, 1, 2}``).
 
     Example:
         >>> import numpy as np

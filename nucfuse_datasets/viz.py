@@ -25,7 +25,14 @@ __all__ = ["instance_boundaries", "plot_sample"]
 
 
 def instance_boundaries(instances: np.ndarray) -> np.ndarray:
-    """Boolean mask of pixels whose 4-neighbourhood contains another id (inner instance contours)."""
+    """Boolean mask of pixels whose 4-neighbourhood contains another id (inner instance contours).
+
+    Example:
+        >>> import numpy as np
+        >>> m = np.zeros((5, 5), np.int32); m[1:4, 1:4] = 1
+        >>> int(instance_boundaries(m).sum())  # the 8 outer pixels of the 3×3 square
+        8
+    """
     inst = np.asarray(instances)
     edge = np.zeros(inst.shape, bool)
     edge[:-1, :] |= inst[:-1, :] != inst[1:, :]
