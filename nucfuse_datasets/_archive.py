@@ -27,7 +27,7 @@ import tarfile
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from nucfuse_datasets.errors import InvalidSourceError, UnsafeArchiveError
+from nucfuse_datasets.errors import InvalidSourceError, StorageError, UnsafeArchiveError
 
 __all__ = ["archive_format", "extract_archive"]
 
@@ -158,8 +158,8 @@ def _extract_tar(archive: Path, target: Path, max_bytes: int | None) -> int:
     except tarfile.TarError as exc:
         raise InvalidSourceError(f"{archive}: corrupt or truncated tar archive ({exc})") from None
     except (EOFError, OSError) as exc:
-        if isinstance(exc, UnsafeArchiveError | InvalidSourceError):
-            raise
+        if isinstance(exc, UnsafeArchiveError | InvalidSourceError) or StorageError.matches(exc):
+            raise  # a full disk is not a corrupt archive: the dataset base reports it as StorageError
         raise InvalidSourceError(f"{archive}: corrupt or truncated tar archive ({exc})") from None
     # internal links become plain copies of their (already extracted) targets
     for dest, resolved in links:

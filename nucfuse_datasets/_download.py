@@ -190,28 +190,48 @@ def _record_hash(folder: Path, filename: str, digest: str, origin: str) -> None:
     )
 
 
-def verify_file(resource: Resource, path: Path, *, origin: str = "local file") -> str:
+def verify_file(
+    resource: Resource,
+    path: Path,
+    *,
+    origin: str = "local file",
+    download_to: Path | None = None,
+    record: bool = True,
+) -> str:
     """Check a local copy of ``resource``; return its sha256.
 
     Pinned sha256 first, then the publisher's md5, else the sha256 recorded on first use
-    (recording it now if this is the first use).
+    (recording it now if this is the first use, unless ``record=False``: preparation records it with
+    :func:`record_first_use` only once the file has converted, so a truncated first copy never locks out the
+    good one). ``download_to``: ``path`` is a temporary download from ``origin`` meant for that file; a mismatch
+    message then names the URL and that file.
 
     Raises:
         ChecksumError: the hash differs; the message names the file, expected and actual hash.
+        UnexpectedContentError: no hash is known yet and the file is an HTML page (nothing is recorded).
     """
     actual = sha256_file(path)
     if resource.sha256:
         if actual != resource.sha256.lower():
-            raise ChecksumError(_checksum_message(path, "sha256", resource.sha256, actual, resource))
+            raise ChecksumError(
+                _checksum_message(path, "sha256", resource.sha256, actual, resource, origin, download_to)
+            )
         return actual
     if resource.md5:
         actual_md5 = md5_file(path)
         if actual_md5 != resource.md5.lower():
-            raise ChecksumError(_checksum_message(path, "md5", resource.md5, actual_md5, resource))
+            raise ChecksumError(_checksum_message(path, "md5", resource.md5, actual_md5, resource, origin, download_to))
         return actual
     known = recorded_hash(path.parent, resource.filename)
     if known is None:
-        _record_hash(path.parent, resource.filename, actual, origin)
+        if _sniff_hint(path):  # never trust an error page on first use: its hash would lock out the real file
+            raise UnexpectedContentError(
+                f"{path}: this is an HTML page (an error, sign-in or quota page), not {resource.filename!r}. "
+                "Delete it and download the file again"
+                + (f" from {resource.page or resource.urls[0]}." if (resource.page or resource.urls) else ".")
+            )
+        if record:
+            _record_hash(path.parent, resource.filename, actual, origin)
     elif known != actual:
         raise ChecksumError(
             _checksum_message(path, "sha256 (recorded on first use)", known, actual, resource)
@@ -220,8 +240,29 @@ def verify_file(resource: Resource, path: Path, *, origin: str = "local file") -
     return actual
 
 
-def _checksum_message(path: Path, algo: str, expected: str, actual: str, resource: Resource) -> str:
+def record_first_use(resource: Resource, path: Path, digest: str, origin: str) -> None:
+    """Record ``digest`` for a resource without a published hash, unless one is recorded already."""
+    if not (resource.sha256 or resource.md5) and recorded_hash(path.parent, resource.filename) is None:
+        _record_hash(path.parent, resource.filename, digest, origin)
+
+
+def _checksum_message(
+    path: Path,
+    algo: str,
+    expected: str,
+    actual: str,
+    resource: Resource,
+    origin: str = "local file",
+    download_to: Path | None = None,
+) -> str:
     hint = _sniff_hint(path)
+    if download_to is not None:  # ``path`` is pooch's temporary file, already gone when the message is read
+        return (
+            f"{algo} mismatch for {resource.filename!r} downloaded from {origin}: expected {expected}, got {actual}."
+            f"{hint} The download was discarded; try again later, or download it by hand"
+            + (f" from {resource.page}" if resource.page else "")
+            + f" and place it as {download_to}."
+        )
     return (
         f"{path}: {algo} mismatch for {resource.filename!r}: expected {expected}, got {actual}."
         f"{hint} Delete the file and download it again"
@@ -374,11 +415,12 @@ def _transport_for(url: str, progress: bool) -> Downloader:
 # --------------------------------------------------------------------------- fetch
 
 
-def fetch(resource: Resource, folder: Path, *, progress: bool = True) -> Path:
+def fetch(resource: Resource, folder: Path, *, progress: bool = True, record: bool = True) -> Path:
     """Download ``resource`` into ``folder / resource.filename`` and verify it.
 
     Mirrors are tried in order; the first that delivers the right bytes wins. Nothing is left in
-    ``folder`` when every mirror fails.
+    ``folder`` when every mirror fails. ``record``: passed to :func:`verify_file` for a resource without
+    a published hash.
 
     Raises:
         OfflineError: ``NUCFUSE_OFFLINE`` is set.
@@ -408,7 +450,7 @@ def fetch(resource: Resource, folder: Path, *, progress: bool = True) -> Path:
             transport(url_, out)
             _check_content(out, resource, url_)
             if resource.sha256 or resource.md5:
-                verify_file(resource, out, origin=url_)
+                verify_file(resource, out, origin=url_, download_to=dest)
 
         try:
             pooch.retrieve(
@@ -434,7 +476,7 @@ def fetch(resource: Resource, folder: Path, *, progress: bool = True) -> Path:
             failures.append(f"{url}: {type(exc).__name__}: {exc}")
             continue
         if not (resource.sha256 or resource.md5):
-            verify_file(resource, dest, origin=url)  # records the sha256 on first download
+            verify_file(resource, dest, origin=url, record=record)  # records the sha256 on first download
         return dest
     if checksum_failure is not None and len(failures) == 1:
         raise checksum_failure

@@ -9,8 +9,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import tempfile
+import tokenize
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +23,7 @@ import numpy as np
 from nucfuse_datasets.errors import InvalidSourceError
 
 __all__ = [
+    "MAX_COORDINATE",
     "AperioAnnotation",
     "atomic_write",
     "atomic_write_json",
@@ -38,6 +41,10 @@ __all__ = [
 ]
 
 _CHUNK = 1 << 20
+
+#: Largest vertex coordinate (pixels) a polygon parser accepts; no slide is anywhere near this wide,
+#: and beyond ``2**63`` the polygon filler overflows.
+MAX_COORDINATE = 2.0**31
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -107,20 +114,53 @@ def save_npy(path: str | os.PathLike[str], array: np.ndarray) -> None:
         np.save(fh, np.ascontiguousarray(array), allow_pickle=False)
 
 
+def _check_npy_header(path: str | os.PathLike[str]) -> None:
+    """Refuse, before ``np.load`` sees the file, what it must not handle itself.
+
+    That is: no ``.npy`` magic (``np.load`` would open a zip as an ``NpzFile`` or try to unpickle),
+    an object dtype, or a header that declares more data than the file holds (``np.load`` would
+    allocate the declared size first: a 100-byte file could ask for terabytes).
+    """
+    fmt = np.lib.format
+    with open(path, "rb") as fh:
+        version = fmt.read_magic(fh)
+        if version not in ((1, 0), (2, 0), (3, 0)):
+            return  # np.load names the unsupported version
+        # version 3.0 differs from 2.0 only by a utf-8 (not latin-1) header: same shape and itemsize
+        read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+        shape, _, dtype = read_header(fh)
+        available = os.fstat(fh.fileno()).st_size - fh.tell()
+    if dtype.hasobject:
+        raise InvalidSourceError(
+            f"{path}: the array needs pickle to load (object dtype); refusing to unpickle untrusted data"
+        )
+    if math.prod(shape) * dtype.itemsize > available:
+        raise InvalidSourceError(
+            f"{path}: truncated .npy file (the header declares shape {shape} of {dtype}, "
+            f"the file holds {available} data bytes)"
+        )
+
+
 def load_npy(path: str | os.PathLike[str], mmap_mode: str | None = None) -> np.ndarray:
     """Load a ``.npy`` file with ``allow_pickle=False``.
 
     Raises:
-        InvalidSourceError: the file needs pickle (object arrays) or is not a valid ``.npy``.
+        InvalidSourceError: the file needs pickle (object arrays), is truncated or is not a valid
+            ``.npy`` (a ``.npz`` archive or a pickle included).
     """
     try:
+        _check_npy_header(path)
         return np.load(path, allow_pickle=False, mmap_mode=mmap_mode)  # type: ignore[arg-type]
+    except InvalidSourceError:
+        raise
     except ValueError as exc:
         if "pickle" in str(exc).lower():
             raise InvalidSourceError(
                 f"{path}: the array needs pickle to load (object dtype); refusing to unpickle untrusted data"
             ) from None
         raise InvalidSourceError(f"{path}: not a valid .npy file ({exc})") from None
+    except (SyntaxError, tokenize.TokenError) as exc:  # numpy's fallback parser of Python 2 headers
+        raise InvalidSourceError(f"{path}: not a valid .npy file (malformed header: {exc})") from None
     except (OSError, EOFError) as exc:
         raise InvalidSourceError(f"{path}: cannot read .npy file ({exc})") from None
 
@@ -215,6 +255,8 @@ def read_label_image(path: str | os.PathLike[str]) -> np.ndarray:
         return arr.astype(np.uint8)
     if not np.issubdtype(arr.dtype, np.integer):
         if np.issubdtype(arr.dtype, np.floating) and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
+            if arr.size and float(np.abs(arr).max()) >= 2.0**63:  # would not survive the cast to int64
+                raise InvalidSourceError(f"{path}: label map has values too large for int64 (dtype {arr.dtype})")
             arr = arr.astype(np.int64)
         else:
             raise InvalidSourceError(f"{path}: label map has non-integer values (dtype {arr.dtype})")
@@ -260,8 +302,12 @@ def feed_expat(parser: Any, path: str | os.PathLike[str]) -> None:
     try:
         with open(path, "rb") as fh:
             parser.ParseFile(fh)
+    except InvalidSourceError:
+        raise
     except expat.ExpatError as exc:
         raise InvalidSourceError(f"{path}: malformed XML ({exc})") from None
+    except (LookupError, ValueError) as exc:  # from expat's lookup of the encoding in the XML declaration
+        raise InvalidSourceError(f"{path}: unsupported XML encoding ({exc})") from None
     except OSError as exc:
         raise InvalidSourceError(f"{path}: cannot read XML ({exc})") from None
 
@@ -306,7 +352,8 @@ def parse_aperio(path: str | os.PathLike[str]) -> tuple[dict[str, str], list[Ape
     with empty attributes. Parsing streams through expat (no tree), refusing DTDs and entities.
 
     Raises:
-        InvalidSourceError: unsafe or malformed XML, or a vertex without numeric ``X``/``Y``.
+        InvalidSourceError: unsafe or malformed XML, or a vertex without numeric ``X``/``Y`` (or with a
+            non-finite one, or one beyond :data:`MAX_COORDINATE`).
 
     Example:
         >>> import tempfile, pathlib
@@ -376,5 +423,7 @@ def parse_aperio(path: str | os.PathLike[str]) -> tuple[dict[str, str], list[Ape
             raise InvalidSourceError(f"{path}: Region {attrs.get('Id')!r} has a vertex with non-numeric X/Y") from None
         if not np.all(np.isfinite(xy)):
             raise InvalidSourceError(f"{path}: Region {attrs.get('Id')!r} has non-finite coordinates")
+        if xy.size and float(np.abs(xy).max()) > MAX_COORDINATE:
+            raise InvalidSourceError(f"{path}: Region {attrs.get('Id')!r} has coordinates beyond ±2**31 px")
         ann.regions.append((attrs, xy))
     return state["root"], annotations

@@ -21,7 +21,7 @@ from typing import Any
 from nucfuse_datasets._config import resolve_root
 from nucfuse_datasets._registry import dataset_classes, get_dataset_class, list_datasets
 from nucfuse_datasets._version import __version__
-from nucfuse_datasets.errors import ArgumentError, NucFuseError
+from nucfuse_datasets.errors import ArgumentError, NucFuseError, PreparedStoreError
 
 __all__ = ["main"]
 
@@ -124,7 +124,11 @@ def cmd_info(args: argparse.Namespace) -> int:
             print(wrap.fill(f"      note:   {r['note']}"))
     if info["manual_instructions"]:
         print("Manual download:")
-        print(textwrap.indent(textwrap.fill(info["manual_instructions"], 96), "  "))
+        for para in info["manual_instructions"].splitlines():
+            if para.startswith(" ") or not para:  # commands and paths stay as written
+                print("  " + para)
+            else:
+                print(textwrap.fill(para, 100, initial_indent="  ", subsequent_indent="  ", break_on_hyphens=False))
     local = info["local"]
     print(f"Local ({local['dataset_dir']}):")
     print(f"  prepared stores: {', '.join(local['prepared']) or 'none'}")
@@ -190,18 +194,24 @@ def cmd_verify(args: argparse.Namespace) -> int:
         return 1
     bad = 0
     for path in stores:
-        store = PreparedStore(path)
-        problems = store.verify(full=True)
-        n_files = len(store.manifest["files"])
-        if not problems:
-            print(f"{path}: OK ({n_files} files, {len(store.samples)} samples)")
-            continue
+        try:
+            store = PreparedStore(path)
+        except PreparedStoreError as exc:  # a damaged manifest: the options come from --option
+            hint = "" if path.name == "prepared" else f"; repair it with this store's options ({path.name}) as --option"
+            problems, variant = [f"manifest.json: {exc}{hint}"], options
+            print(f"{path}: 1 problem(s):")
+        else:
+            problems = store.verify(full=True)
+            variant = {**store.manifest.get("variant", {}), **options}
+            n_files = len(store.manifest["files"])
+            if not problems:
+                print(f"{path}: OK ({n_files} files, {len(store.samples)} samples)")
+                continue
+            print(f"{path}: {len(problems)} problem(s) in {n_files} files:")
         bad += 1
-        print(f"{path}: {len(problems)} problem(s) in {n_files} files:")
         for p in problems[:20]:
             print(f"  {p}")
         if args.repair:
-            variant = {**store.manifest.get("variant", {}), **options}
             try:
                 ds = cls(root=root, download=False, progress=False, **variant)
                 ds.prepare(force=True)

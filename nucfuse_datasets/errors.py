@@ -13,6 +13,8 @@ Example:
 
 from __future__ import annotations
 
+import errno
+
 __all__ = [
     "ArgumentError",
     "ChecksumError",
@@ -35,6 +37,7 @@ __all__ = [
     "PreparedStoreError",
     "StainEstimationError",
     "StainFallbackWarning",
+    "StorageError",
     "TestSetMismatchError",
     "UnexpectedContentError",
     "UnsafeArchiveError",
@@ -91,6 +94,25 @@ class UnsafeArchiveError(InvalidSourceError):
 
 class PreparedStoreError(NucFuseError, OSError):
     """The prepared store is incomplete or corrupted (hash mismatch, missing file, bad manifest)."""
+
+
+class StorageError(NucFuseError, OSError):
+    """Writing under the data root failed: the disk is full, a quota is exceeded or the file system is read-only.
+
+    Raised in place of the bare ``OSError`` while extracting or preparing; the temporary output has been removed,
+    so freeing space (or choosing another ``root``) and running again is all that is needed.
+
+    Example:
+        >>> StorageError.matches(OSError(errno.ENOSPC, "No space left on device"))
+        True
+    """
+
+    ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG})
+
+    @classmethod
+    def matches(cls, exc: BaseException) -> bool:
+        """True when ``exc`` is a plain ``OSError`` caused by the storage (full, over quota, read-only)."""
+        return isinstance(exc, OSError) and not isinstance(exc, NucFuseError) and exc.errno in cls.ERRNOS
 
 
 class LockTimeoutError(PreparedStoreError):

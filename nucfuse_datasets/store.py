@@ -226,7 +226,7 @@ class StoreWriter:
         for sub in ("images", "instances"):
             (self.tmp / sub).mkdir(parents=True, exist_ok=False)
         self.samples: list[dict[str, Any]] = []
-        self._ids: set[str] = set()
+        self._ids: dict[str, str] = {}  # sample id -> where it came from (for duplicate messages)
         self.files: dict[str, str] = {}
 
     def add(self, raw: RawSample) -> dict[str, Any]:
@@ -236,7 +236,7 @@ class StoreWriter:
             f" ({raw.meta.get('original_file')})" if raw.meta.get("original_file") else ""
         )
         if sid in self._ids:
-            raise InvalidSourceError(f"{where}: duplicate sample id {sid!r}")
+            raise InvalidSourceError(f"{where}: duplicate sample id {sid!r}, already given to {self._ids[sid]}")
         image = np.asarray(raw.image)
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise InvalidSourceError(f"{where}: image must be H×W×3 uint8, got {image.dtype} {image.shape}")
@@ -276,7 +276,7 @@ class StoreWriter:
             "meta": meta,
         }
         self.samples.append(entry)
-        self._ids.add(sid)
+        self._ids[sid] = where
         return entry
 
     def counts(self) -> dict[str, dict[str, int]]:
@@ -360,7 +360,7 @@ class PreparedStore:
             data = json.loads(manifest.read_text())
         except FileNotFoundError:
             raise PreparedStoreError(f"{self.path}: no {MANIFEST}; the store is incomplete") from None
-        except (OSError, json.JSONDecodeError) as exc:
+        except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
             raise PreparedStoreError(f"{manifest}: unreadable manifest ({exc})") from None
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise PreparedStoreError(f"{manifest}: not a nucfuse prepared-store manifest")

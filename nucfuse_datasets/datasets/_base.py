@@ -30,7 +30,7 @@ from torch.utils.data import Dataset
 
 from nucfuse_datasets._archive import extract_archive
 from nucfuse_datasets._config import PathLike, resolve_root
-from nucfuse_datasets._download import Resource, fetch, verify_file
+from nucfuse_datasets._download import Resource, fetch, record_first_use, verify_file
 from nucfuse_datasets._io import load_npy
 from nucfuse_datasets.errors import (
     ArgumentError,
@@ -38,9 +38,11 @@ from nucfuse_datasets.errors import (
     DatasetNotFoundError,
     DownloadError,
     InvalidSourceError,
+    LockTimeoutError,
     ManualDownloadRequired,
     NucFuseWarning,
     PreparedStoreError,
+    StorageError,
 )
 from nucfuse_datasets.schema import Sample, SampleMeta
 from nucfuse_datasets.store import (
@@ -52,9 +54,14 @@ from nucfuse_datasets.store import (
     clean_temporaries,
 )
 
-__all__ = ["ExpectedCount", "NucleiDataset", "PaperStats", "Sources", "find_marker"]
+__all__ = ["ExpectedCount", "NucleiDataset", "PaperStats", "Sources", "files_by_stem", "find_marker"]
 
 Transform = Callable[[Sample], Any]
+
+#: Extraction bound against zip bombs: an archive may expand to ``EXTRACT_MAX_RATIO`` times its size, and always
+#: to ``EXTRACT_MIN_BYTES`` (the largest real source, a PanNuke fold, expands about tenfold to some 13 GB).
+EXTRACT_MAX_RATIO = 100
+EXTRACT_MIN_BYTES = 32 << 30
 
 
 @dataclass(frozen=True)
@@ -118,7 +125,8 @@ class Sources(Mapping[str, Path]):
         res, archive = self._archives[key]
         target = self._workdir / key
         shutil.rmtree(target, ignore_errors=True)
-        extract_archive(archive, target)
+        limit = max(EXTRACT_MIN_BYTES, EXTRACT_MAX_RATIO * archive.stat().st_size)
+        extract_archive(archive, target, max_bytes=limit)
         base = self._dataset._content_root(res, target, max_depth=3)
         if base is None:
             raise InvalidSourceError(
@@ -169,6 +177,32 @@ def find_marker(base: Path, marker: str, max_depth: int = 2) -> Path | None:
             nxt.extend(c for c in children if not c.name.startswith((TMP_PREFIX, "prepared")) and c.name != "__MACOSX")
         level = nxt
     return None
+
+
+def files_by_stem(folder: Path, suffixes: tuple[str, ...], what: str = "tile") -> dict[str, Path]:
+    """The files of ``folder`` whose lower-cased suffix is in ``suffixes``, keyed by stem (hidden files skipped).
+
+    Raises:
+        InvalidSourceError: two files share a stem (``x.tif`` beside ``x.tiff`` or ``x.TIF``): they would both be
+            ``what`` ``x``, and silently keeping one would lose data.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> d = pathlib.Path(tempfile.mkdtemp()); _ = (d / "a.TIF").write_bytes(b""); _ = (d / "b.xml").write_bytes(b"")
+        >>> sorted(files_by_stem(d, (".tif", ".tiff")))
+        ['a']
+    """
+    out: dict[str, Path] = {}
+    for p in sorted(folder.iterdir()):
+        if p.suffix.lower() not in suffixes or p.name.startswith(".") or not p.is_file():
+            continue
+        if p.stem in out:
+            raise InvalidSourceError(
+                f"{p}: {out[p.stem].name!r} and {p.name!r} are both there and would both be {what} {p.stem!r}; "
+                "remove one of them"
+            )
+        out[p.stem] = p
+    return out
 
 
 class NucleiDataset(Dataset[Any]):
@@ -292,15 +326,43 @@ class NucleiDataset(Dataset[Any]):
         Args:
             download: allow downloading missing sources.
             force: convert again even if a complete store exists (repair after corruption).
+
+        Raises:
+            StorageError: the disk filled up (or is read-only) while extracting or writing; nothing partial is left.
         """
         if not force and (store := self._current_store()) is not None:
+            self._clean_leftovers()
             return store
         located = self._locate_sources(download)
-        with FileLock(self.dataset_dir / ".lock"):
-            if not force and (store := self._current_store()) is not None:
-                return store  # another process finished it while we waited
-            clean_temporaries(self.dataset_dir)
-            return self._build(located)
+        try:
+            with FileLock(self.dataset_dir / ".lock"):
+                if not force and (store := self._current_store()) is not None:
+                    return store  # another process finished it while we waited
+                clean_temporaries(self.dataset_dir)
+                return self._build(located)
+        except OSError as exc:
+            if not StorageError.matches(exc):
+                raise
+            where = f": {exc.filename}" if exc.filename else ""
+            raise StorageError(
+                f"{self.dataset_dir}: cannot write while preparing {self.name} ({exc.strerror or exc}{where}); "
+                f"the partial output was removed. Free space under {self.root} (or pass another root) and run again."
+            ) from exc
+
+    def _clean_leftovers(self) -> None:
+        """Remove what an interrupted preparation left (a killed repair), if no other process is preparing now."""
+        ddir = self.dataset_dir
+        if not any(p.name.startswith(TMP_PREFIX) for p in ddir.iterdir()):
+            return
+        lock = FileLock(ddir / ".lock", timeout=0)
+        try:
+            lock.acquire()
+        except (LockTimeoutError, OSError):
+            return  # another process is preparing (it cleans up itself), or the root is read-only
+        try:
+            clean_temporaries(ddir)
+        finally:
+            lock.release()
 
     def _current_store(self) -> PreparedStore | None:
         """The committed store of the current converter version, if any."""
@@ -373,6 +435,7 @@ class NucleiDataset(Dataset[Any]):
         workdir = ddir / f"{TMP_PREFIX}extract-{uuid.uuid4().hex[:8]}"
         sources = Sources(self, workdir)
         provenance: dict[str, dict[str, Any]] = {}
+        first_use: list[tuple[Resource, Path, str, str]] = []  # hashes recorded once the store is committed
         try:
             for res in self.active_resources():
                 if res.key not in located:
@@ -380,7 +443,7 @@ class NucleiDataset(Dataset[Any]):
                 how, path = located[res.key]
                 if how == "download":
                     try:
-                        path = fetch(res, ddir, progress=self.progress is not False)
+                        path = fetch(res, ddir, progress=self.progress is not False, record=False)
                     except DownloadError as exc:
                         if res.required:
                             raise
@@ -393,7 +456,8 @@ class NucleiDataset(Dataset[Any]):
                 assert path is not None
                 entry: dict[str, Any] = {"filename": res.filename, "origin": how}
                 if how in ("file", "downloaded"):
-                    entry["sha256"] = verify_file(res, path)
+                    entry["sha256"] = verify_file(res, path, record=False)
+                    first_use.append((res, path, entry["sha256"], how))
                     if res.kind == "archive":
                         sources.add_archive(res, path)  # extracted when the converter first asks for it
                         provenance[res.key] = entry
@@ -421,6 +485,8 @@ class NucleiDataset(Dataset[Any]):
             except BaseException:
                 writer.abort()
                 raise
+            for res, path, digest, how in first_use:
+                record_first_use(res, path, digest, origin=f"{how}, converted into {store.path.name}")
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         return store

@@ -114,10 +114,14 @@ def integral_array(value: np.ndarray, where: str) -> np.ndarray:
             raise InvalidSourceError(f"{where}: non-finite values")
         if arr.size and not np.array_equal(arr, np.round(arr)):
             raise InvalidSourceError(f"{where}: non-integer values in a label array (dtype {arr.dtype})")
+        if arr.size and float(arr.min()) < 0:
+            raise InvalidSourceError(f"{where}: negative label values")
         if arr.size and float(arr.max()) > np.iinfo(np.int64).max / 2:
             raise InvalidSourceError(f"{where}: label values too large")
         arr = arr.astype(np.int64)
     elif np.issubdtype(arr.dtype, np.integer):
+        if arr.size and arr.dtype == np.uint64 and int(arr.max()) > np.iinfo(np.int64).max:
+            raise InvalidSourceError(f"{where}: label values too large")  # the cast would wrap them negative
         arr = arr.astype(np.int64)
     else:
         raise InvalidSourceError(f"{where}: expected a numeric label array, got dtype {arr.dtype}")

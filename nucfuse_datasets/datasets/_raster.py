@@ -30,16 +30,22 @@ def fill_polygon(
         25
     """
     xy = np.asarray(xy, dtype=np.float64)
+    none = np.empty(0, np.intp), np.empty(0, np.intp)
     if xy.ndim != 2 or xy.shape[1] < 2 or xy.shape[0] < 3:
-        return np.empty(0, np.intp), np.empty(0, np.intp)
-    rr, cc = _fill(xy[:, 1], xy[:, 0], shape=shape)
+        return none
+    x, y = xy[:, 0], xy[:, 1]
+    # no pixel centre (0..W-1, 0..H-1) inside the bounding box: nothing to fill (and nothing for skimage to
+    # overflow on, however far away the polygon lies)
+    if not (x.max() >= 0 and x.min() <= shape[1] - 1 and y.max() >= 0 and y.min() <= shape[0] - 1):
+        return none
+    rr, cc = _fill(y, x, shape=shape)
     if len(holes) and rr.size:
         keep = np.ones(rr.size, bool)
         r0, c0 = rr.min(), cc.min()
         box = np.zeros((rr.max() - r0 + 1, cc.max() - c0 + 1), bool)
         for hole in holes:
             hole = np.asarray(hole, np.float64)
-            if hole.ndim != 2 or hole.shape[0] < 3:
+            if hole.ndim != 2 or hole.shape[0] < 3 or hole.shape[1] < 2:
                 continue
             hr, hc = _fill(hole[:, 1] - r0, hole[:, 0] - c0, shape=box.shape)
             box[hr, hc] = True

@@ -26,7 +26,7 @@ from nucfuse_datasets._config import PathLike
 from nucfuse_datasets._download import Resource
 from nucfuse_datasets._io import read_image, to_rgb_uint8
 from nucfuse_datasets._registry import register
-from nucfuse_datasets.datasets._base import ExpectedCount, NucleiDataset, PaperStats, Transform
+from nucfuse_datasets.datasets._base import ExpectedCount, NucleiDataset, PaperStats, Transform, files_by_stem
 from nucfuse_datasets.datasets._labels import read_instance_map
 from nucfuse_datasets.errors import InvalidSourceError
 from nucfuse_datasets.store import RawSample
@@ -85,11 +85,7 @@ def label_folder(base: Path, annotator: str) -> Path | None:
 
 
 def _tifs(folder: Path) -> dict[str, Path]:
-    return {
-        p.stem: p
-        for p in folder.iterdir()
-        if p.is_file() and p.suffix.lower() in (".tif", ".tiff") and not p.name.startswith(".")
-    }
+    return files_by_stem(folder, (".tif", ".tiff"))
 
 
 @register

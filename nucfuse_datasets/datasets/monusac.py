@@ -39,7 +39,7 @@ import numpy as np
 from nucfuse_datasets._download import Resource
 from nucfuse_datasets._io import parse_aperio, read_image, to_rgb_uint8
 from nucfuse_datasets._registry import register
-from nucfuse_datasets.datasets._base import ExpectedCount, NucleiDataset, PaperStats
+from nucfuse_datasets.datasets._base import ExpectedCount, NucleiDataset, PaperStats, files_by_stem
 from nucfuse_datasets.datasets._raster import fill_polygon
 from nucfuse_datasets.errors import InvalidSourceError
 from nucfuse_datasets.store import RawSample
@@ -243,10 +243,9 @@ class MoNuSAC(NucleiDataset):
 
     @staticmethod
     def _pairs(patient: Path) -> list[tuple[str, Path, Path]]:
-        files = [p for p in patient.iterdir() if p.is_file() and not p.name.startswith(".")]
-        xmls = {p.stem: p for p in files if p.suffix.lower() == ".xml"}
-        tifs = {p.stem: p for p in files if p.suffix.lower() in (".tif", ".tiff")}
-        svss = {p.stem: p for p in files if p.suffix.lower() == ".svs"}
+        xmls = files_by_stem(patient, (".xml",), what="sub-image")
+        tifs = files_by_stem(patient, (".tif", ".tiff"), what="sub-image")
+        svss = files_by_stem(patient, (".svs",), what="sub-image")
         images = set(tifs) | set(svss)
         if set(xmls) != images:
             raise InvalidSourceError(

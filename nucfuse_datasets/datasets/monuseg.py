@@ -25,7 +25,7 @@ import numpy as np
 from nucfuse_datasets._download import Resource
 from nucfuse_datasets._io import parse_aperio, read_image, to_rgb_uint8
 from nucfuse_datasets._registry import register
-from nucfuse_datasets.datasets._base import ExpectedCount, NucleiDataset, PaperStats
+from nucfuse_datasets.datasets._base import ExpectedCount, NucleiDataset, PaperStats, files_by_stem
 from nucfuse_datasets.datasets._raster import rasterize
 from nucfuse_datasets.errors import InvalidSourceError
 from nucfuse_datasets.store import RawSample
@@ -128,10 +128,8 @@ def parse_aperio_xml(path: Path) -> tuple[list[np.ndarray], float | None]:
 
 
 def _pairs(image_dir: Path, xml_dir: Path) -> list[tuple[str, Path, Path]]:
-    tifs = {
-        p.stem: p for p in image_dir.iterdir() if p.suffix.lower() in (".tif", ".tiff") and not p.name.startswith(".")
-    }
-    xmls = {p.stem: p for p in xml_dir.iterdir() if p.suffix.lower() == ".xml" and not p.name.startswith(".")}
+    tifs = files_by_stem(image_dir, (".tif", ".tiff"))
+    xmls = files_by_stem(xml_dir, (".xml",))
     if set(tifs) != set(xmls):
         only_img = sorted(set(tifs) - set(xmls))
         only_xml = sorted(set(xmls) - set(tifs))

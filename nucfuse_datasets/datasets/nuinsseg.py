@@ -30,7 +30,7 @@ import numpy as np
 from nucfuse_datasets._download import Resource
 from nucfuse_datasets._io import read_image, to_rgb_uint8
 from nucfuse_datasets._registry import register
-from nucfuse_datasets.datasets._base import ExpectedCount, NucleiDataset, PaperStats
+from nucfuse_datasets.datasets._base import ExpectedCount, NucleiDataset, PaperStats, files_by_stem
 from nucfuse_datasets.datasets._labels import read_binary_mask, read_instance_map
 from nucfuse_datasets.errors import ArgumentError, InvalidSourceError
 from nucfuse_datasets.store import TMP_PREFIX, RawSample, safe_id
@@ -114,13 +114,7 @@ def _organ_dirs(base: Path) -> list[Path]:
 
 
 def _files(folder: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
-    if not folder.is_dir():
-        return {}
-    return {
-        p.stem: p
-        for p in folder.iterdir()
-        if p.is_file() and p.suffix.lower() in suffixes and not p.name.startswith(".")
-    }
+    return files_by_stem(folder, suffixes) if folder.is_dir() else {}
 
 
 def organ_of(folder: str) -> tuple[str | None, str]:

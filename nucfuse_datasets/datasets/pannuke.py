@@ -257,6 +257,8 @@ class PanNuke(NucleiDataset):
         try:
             types = load_npy(path)
         except InvalidSourceError as exc:
+            if "pickle" not in str(exc):
+                raise  # unreadable or truncated: the reader's message says so
             raise InvalidSourceError(
                 f"{exc}. PanNuke's types.npy is expected to be a unicode string array (dtype '<U…'); an array that "
                 "needs pickle is not loaded (if you trust the file, re-save it as a string array with numpy)"

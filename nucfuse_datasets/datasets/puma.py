@@ -19,8 +19,8 @@ Conversion:
 * the class id is the position of the class name in :data:`NUCLEUS_CLASSES` (names compared
   case-insensitively); features with another class name, without a class, with a null geometry or a
   non-polygon geometry are skipped and counted in the manifest's ``skipped``;
-* malformed JSON, or a geometry whose coordinates are not numeric, raise ``InvalidSourceError``
-  naming the file.
+* malformed JSON, or a geometry whose coordinates are not numeric, not finite or beyond ±2**31 px,
+  raise ``InvalidSourceError`` naming the file.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from nucfuse_datasets._download import Resource
-from nucfuse_datasets._io import read_image, to_rgb_uint8
+from nucfuse_datasets._io import MAX_COORDINATE, read_image, to_rgb_uint8
 from nucfuse_datasets._registry import register
 from nucfuse_datasets.datasets._base import ExpectedCount, NucleiDataset, PaperStats, find_marker
 from nucfuse_datasets.datasets._raster import fill_polygon
@@ -80,13 +80,20 @@ Feature = tuple[str | None, list[tuple[np.ndarray, list[np.ndarray]]]]
 
 def _ring(value: Any, path: Path, index: int) -> np.ndarray:
     try:
-        xy = np.asarray(value, dtype=np.float64)
+        raw = np.asarray(value)
+        if raw.dtype.kind not in "iufO":  # strings and booleans are not GeoJSON positions
+            raise TypeError(raw.dtype)
+        xy = raw.astype(np.float64)  # "O": Python ints beyond int64, converted or refused below
     except (TypeError, ValueError):
         raise InvalidSourceError(f"{path}: feature {index} has non-numeric coordinates") from None
+    except OverflowError:  # a JSON integer beyond the float range
+        raise InvalidSourceError(f"{path}: feature {index} has coordinates beyond the float range") from None
     if xy.ndim != 2 or xy.shape[1] < 2:
         raise InvalidSourceError(f"{path}: feature {index} has a ring that is not a list of [x, y] positions")
     if not np.all(np.isfinite(xy[:, :2])):
         raise InvalidSourceError(f"{path}: feature {index} has non-finite coordinates")
+    if xy.size and float(np.abs(xy[:, :2]).max()) > MAX_COORDINATE:
+        raise InvalidSourceError(f"{path}: feature {index} has coordinates beyond ±2**31 px")
     return xy[:, :2]
 
 
