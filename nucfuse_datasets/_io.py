@@ -114,22 +114,23 @@ def save_npy(path: str | os.PathLike[str], array: np.ndarray) -> None:
         np.save(fh, np.ascontiguousarray(array), allow_pickle=False)
 
 
-def _check_npy_header(path: str | os.PathLike[str]) -> None:
-    """Refuse, before ``np.load`` sees the file, what it must not handle itself.
+def _check_npy_header(fh: Any, path: str | os.PathLike[str]) -> None:
+    """Refuse, before ``np.load`` sees the open file ``fh``, what it must not handle itself; rewinds ``fh``.
 
     That is: no ``.npy`` magic (``np.load`` would open a zip as an ``NpzFile`` or try to unpickle),
     an object dtype, or a header that declares more data than the file holds (``np.load`` would
     allocate the declared size first: a 100-byte file could ask for terabytes).
     """
     fmt = np.lib.format
-    with open(path, "rb") as fh:
-        version = fmt.read_magic(fh)
-        if version not in ((1, 0), (2, 0), (3, 0)):
-            return  # np.load names the unsupported version
-        # version 3.0 differs from 2.0 only by a utf-8 (not latin-1) header: same shape and itemsize
-        read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
-        shape, _, dtype = read_header(fh)
-        available = os.fstat(fh.fileno()).st_size - fh.tell()
+    version = fmt.read_magic(fh)
+    if version not in ((1, 0), (2, 0), (3, 0)):
+        fh.seek(0)
+        return  # np.load names the unsupported version
+    # version 3.0 differs from 2.0 only by a utf-8 (not latin-1) header: same shape and itemsize
+    read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+    shape, _, dtype = read_header(fh)
+    available = os.fstat(fh.fileno()).st_size - fh.tell()
+    fh.seek(0)
     if dtype.hasobject:
         raise InvalidSourceError(
             f"{path}: the array needs pickle to load (object dtype); refusing to unpickle untrusted data"
@@ -149,7 +150,10 @@ def load_npy(path: str | os.PathLike[str], mmap_mode: str | None = None) -> np.n
             ``.npy`` (a ``.npz`` archive or a pickle included).
     """
     try:
-        _check_npy_header(path)
+        with open(path, "rb") as fh:  # one open for the check and the read (this is on __getitem__'s path)
+            _check_npy_header(fh, path)
+            if mmap_mode is None:
+                return np.load(fh, allow_pickle=False)
         return np.load(path, allow_pickle=False, mmap_mode=mmap_mode)  # type: ignore[arg-type]
     except InvalidSourceError:
         raise

@@ -61,7 +61,7 @@ pytestmark = [
 
 FUZZ = settings(
     max_examples=80,
-    deadline=2000,
+    deadline=5000,  # generous for a loaded 2-core CI machine; examples take milliseconds
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
