@@ -1120,3 +1120,48 @@ def test_zip_bomb_is_bounded_through_the_public_api(tmp_path, serve_fake, monkey
     monkeypatch.undo()
     serve_fake("monuseg")
     assert len(nf.get_dataset("monuseg", root=tmp_path)) == fake.tiles["all"]
+
+
+def _bad_npy_object(path: Path) -> None:
+    np.save(path, np.array([{"a": 1}] * 4, dtype=object), allow_pickle=True)
+
+
+def _bad_png_garbage(path: Path) -> None:
+    path.with_suffix(".png").write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(64))
+    path.unlink()
+
+
+def _bad_npy_truncated(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:100])
+
+
+def _bad_float_png(path: Path) -> None:
+    tifffile.imwrite(path.with_suffix(".tif"), np.full((8, 8), 0.5, np.float32))
+    path.unlink()
+
+
+@pytest.mark.parametrize(
+    ("break_it", "text"),
+    [
+        (_bad_npy_object, "pickle"),
+        (_bad_png_garbage, "cannot decode"),
+        (_bad_npy_truncated, "npy"),
+        (_bad_float_png, "non-integer"),
+    ],
+    ids=["npy-pickle", "png-garbage", "npy-truncated", "tif-float-labels"],
+)
+def test_bad_prediction_files_name_the_tile(tmp_path, break_it, text):
+    """A folder of saved predictions (``nucfuse evaluate --predictions``) with one broken file."""
+    from nucfuse_datasets import NucFuseTest
+    from nucfuse_datasets.errors import InvalidPredictionError
+
+    opts = {"synthetic": {"n_tiles": 14, "tile_size": 256}}
+    test = NucFuseTest(tmp_path / "data", datasets=["synthetic"], dataset_options=opts, test_ids="rule")
+    stems = test.export(tmp_path / "preds")
+    for stem in stems:  # keep only the ground-truth maps: a perfect set of predictions
+        (tmp_path / "preds" / f"{stem}.tif").unlink()
+    victim = tmp_path / "preds" / f"{stems[5]}.npy"
+    break_it(victim)
+    with pytest.raises(InvalidPredictionError, match=text) as info:
+        test.evaluate_predictions(tmp_path / "preds", progress=False)
+    assert stems[5] in str(info.value)
