@@ -38,7 +38,6 @@ from nucfuse_datasets.errors import (
     DatasetNotFoundError,
     DownloadError,
     InvalidSourceError,
-    LockTimeoutError,
     ManualDownloadRequired,
     NucFuseWarning,
     PreparedStoreError,
@@ -357,8 +356,8 @@ class NucleiDataset(Dataset[Any]):
         lock = FileLock(ddir / ".lock", timeout=0)
         try:
             lock.acquire()
-        except (LockTimeoutError, OSError):
-            return  # another process is preparing (it cleans up itself), or the root is read-only
+        except OSError:  # LockTimeoutError: another process is preparing (it cleans up itself); or a read-only root
+            return
         try:
             clean_temporaries(ddir)
         finally:

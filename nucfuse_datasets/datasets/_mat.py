@@ -109,25 +109,19 @@ def integral_array(value: np.ndarray, where: str) -> np.ndarray:
     arr = np.asarray(value)
     if arr.dtype == np.bool_:
         return arr.astype(np.int64)
-    if np.issubdtype(arr.dtype, np.floating):
-        if arr.size and not np.all(np.isfinite(arr)):
-            raise InvalidSourceError(f"{where}: non-finite values")
-        if arr.size and not np.array_equal(arr, np.round(arr)):
-            raise InvalidSourceError(f"{where}: non-integer values in a label array (dtype {arr.dtype})")
-        if arr.size and float(arr.min()) < 0:
-            raise InvalidSourceError(f"{where}: negative label values")
-        if arr.size and float(arr.max()) > np.iinfo(np.int64).max / 2:
-            raise InvalidSourceError(f"{where}: label values too large")
-        arr = arr.astype(np.int64)
-    elif np.issubdtype(arr.dtype, np.integer):
-        if arr.size and arr.dtype == np.uint64 and int(arr.max()) > np.iinfo(np.int64).max:
-            raise InvalidSourceError(f"{where}: label values too large")  # the cast would wrap them negative
-        arr = arr.astype(np.int64)
-    else:
+    floating = np.issubdtype(arr.dtype, np.floating)
+    if not (floating or np.issubdtype(arr.dtype, np.integer)):
         raise InvalidSourceError(f"{where}: expected a numeric label array, got dtype {arr.dtype}")
-    if arr.size and int(arr.min()) < 0:
-        raise InvalidSourceError(f"{where}: negative label values")
-    return arr
+    if arr.size:  # checked before the cast, which would wrap (uint64) or be undefined (huge floats)
+        if floating and not np.all(np.isfinite(arr)):
+            raise InvalidSourceError(f"{where}: non-finite values")
+        if floating and not np.array_equal(arr, np.round(arr)):
+            raise InvalidSourceError(f"{where}: non-integer values in a label array (dtype {arr.dtype})")
+        if arr.min() < 0:
+            raise InvalidSourceError(f"{where}: negative label values")
+        if arr.max() > (np.iinfo(np.int64).max / 2 if floating else np.iinfo(np.int64).max):
+            raise InvalidSourceError(f"{where}: label values too large")
+    return arr.astype(np.int64)
 
 
 def label_map(value: np.ndarray, where: str) -> np.ndarray:
