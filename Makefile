@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint docs bench clean
+.PHONY: install demo test lint typecheck docs bench clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -22,17 +22,25 @@ demo: install
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-lint: install
+lint: install typecheck
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check nucfuse_datasets tests benchmarks examples
+
+# mypy --strict over the package ([tool.mypy] in pyproject.toml); CI runs it before the tests (.ci/run)
+typecheck: install
+	$(BIN)/mypy
 
 docs: install
 	$(BIN)/mkdocs build --strict
 
 bench: install
 	$(BIN)/python benchmarks/metrics.py
+	$(BIN)/python benchmarks/metrics_peers.py
+	$(BIN)/python benchmarks/monuseg_xml.py
 	$(BIN)/python benchmarks/loading.py
+	$(BIN)/python benchmarks/prepare.py
 	$(BIN)/python benchmarks/stain.py
+	$(BIN)/python benchmarks/augment.py
 
 clean:
 	rm -rf $(VENV) site demo-output .pytest_cache .ruff_cache

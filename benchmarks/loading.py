@@ -1,109 +1,171 @@
-"""Loading speed: prepared-store ``__getitem__`` vs raw reads, and MoNuSeg XML → label map.
+"""Loading speed: prepared-store ``ds[i]``, ``collate`` and the ``DataLoader``, each against its bare peer.
 
-Run:  python benchmarks/loading.py  [--n 200] [--repeats 5]
+Run:  python benchmarks/loading.py  [--n 256] [--repeats 5] [--batch 8]
 
-1. ``__getitem__`` of a prepared 256×256 patch (TIFF + .npy read, Sample built and validated) against a
-   bare ``tifffile.imread`` + ``np.load`` of the *same* files, measured in the same run. Goal: ratio ≤ 2×.
-2. MoNuSeg Aperio XML → instance map, seconds per 1000×1000 image. Uses the real files in
-   ../shared/realdata/monuseg when present, else a generated XML of the same size (400 regions of ~200
-   vertices). Goal: ≤ 0.5 s per image.
+All figures are measured in one run on one prepared synthetic store of 256×256 patches:
+
+1. ``ds[i]`` (TIFF + ``.npy`` reads, Sample built and validated) against a bare ``tifffile.imread`` +
+   ``np.load`` of the *same* files (image, instance map, class lookup and ignore mask where the sample has
+   them). Goal: ratio ≤ 1.2×.
+2. ``collate`` of ``--batch`` Samples with torch's default thread count against the field's usual
+   ``torch.stack`` of permuted ``torch.from_numpy`` views, run with the default thread count and with one
+   thread. Goal: no thread pathology (ours close to the one-thread figure whatever the load).
+3. A ``DataLoader`` (``batch_size=--batch``, ``collate_fn=collate``) over the store with ``num_workers=0``
+   against the bare ``ds[i]`` rate (goal: within 1.5×), and with 2 workers against 0 workers (goal: ≥ 1.6×,
+   which needs two idle cores).
+
+Times are min / median / max over ``--repeats`` runs; ratios use the medians. MoNuSeg XML → label map is
+timed by ``benchmarks/monuseg_xml.py``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
 import time
-from pathlib import Path
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import tifffile
+import torch
 
 import nucfuse_datasets as nf
-from nucfuse_datasets.datasets._raster import rasterize
-from nucfuse_datasets.datasets.monuseg import parse_aperio_xml
-
-REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "monuseg"
+from nucfuse_datasets.schema import collate
 
 
-def bench_getitem(n: int, repeats: int) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        ds = nf.get_dataset("synthetic", root=tmp, n_tiles=n, tile_size=256, progress=False)
-        base = ds.store_path
-        ids = ds.sample_ids
-
-        def raw() -> None:
-            for sid in ids:
-                tifffile.imread(base / "images" / f"{sid}.tif")
-                np.load(base / "instances" / f"{sid}.npy", allow_pickle=False)
-
-        def api() -> None:
-            for i in range(len(ds)):
-                ds[i]
-
-        raw()
-        api()  # warm the page cache for both
-        t_raw, t_api = [], []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            raw()
-            t_raw.append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            api()
-            t_api.append(time.perf_counter() - t0)
-        r, a = statistics.median(t_raw) / n, statistics.median(t_api) / n
-        print(f"__getitem__ (256x256 patch, {n} samples, median of {repeats}):")
-        print(f"  raw tifffile.imread + np.load : {r * 1e6:8.1f} us/sample")
-        print(f"  dataset[i] -> Sample          : {a * 1e6:8.1f} us/sample")
-        print(f"  ratio                         : {a / r:8.2f}x   (goal <= 2x)")
+def _times(fn: Callable[[], Any], repeats: int) -> list[float]:
+    out = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
 
 
-def _synthetic_xml(path: Path, rng: np.random.Generator) -> None:
-    parts = ['<Annotations MicronsPerPixel="0.25"><Annotation Id="1"><Regions>']
-    t = np.linspace(0, 2 * np.pi, 200, endpoint=False)
-    for k in range(400):
-        cx, cy = rng.uniform(0, 1000, 2)
-        a, b = rng.uniform(5, 14, 2)
-        parts.append(f'<Region Id="{k + 1}" Type="0"><Attributes/><Vertices>')
-        xs, ys = cx + a * np.cos(t) + rng.uniform(-0.5, 0.5, t.size), cy + b * np.sin(t)
-        parts.extend(f'<Vertex X="{x:.6f}" Y="{y:.6f}" Z="0"/>' for x, y in zip(xs, ys, strict=True))
-        parts.append("</Vertices></Region>")
-    parts.append("</Regions></Annotation></Annotations>")
-    path.write_text("\n".join(parts))
+def _fmt(ts: list[float], scale: float, unit: str) -> str:
+    return f"{min(ts) * scale:8.2f} / {statistics.median(ts) * scale:8.2f} / {max(ts) * scale:8.2f} {unit}"
 
 
-def bench_xml(repeats: int) -> None:
-    files = sorted(REALDATA.rglob("*.xml")) if REALDATA.is_dir() else []
-    with tempfile.TemporaryDirectory() as tmp:
-        if not files:
-            files = [Path(tmp) / f"synthetic_{i}.xml" for i in range(3)]
-            for i, p in enumerate(files):
-                _synthetic_xml(p, np.random.default_rng(i))
-            what = "generated XML, 400 regions x 200 vertices"
-        else:
-            what = f"real MoNuSeg XML from {REALDATA}"
-        times = []
-        for path in files:
-            best = float("inf")
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                regions, _ = parse_aperio_xml(path)
-                rasterize(regions, (1000, 1000))
-                best = min(best, time.perf_counter() - t0)
-            times.append(best)
-        print(f"MoNuSeg XML -> 1000x1000 label map ({len(files)} files, {what}):")
-        print(f"  mean {statistics.mean(times):.3f} s/image, max {max(times):.3f} s   (goal <= 0.5 s)")
+def _same_files(ds: Any) -> list[tuple[Any, list[Any]]]:
+    base = ds.store_path
+    files = []
+    for i, sid in enumerate(ds.sample_ids):
+        arrays = [base / "instances" / f"{sid}.npy"]
+        sample = ds[i]
+        if sample.classes is not None:
+            arrays.append(base / "classes" / f"{sid}.npy")
+        if sample.ignore is not None:
+            arrays.append(base / "ignore" / f"{sid}.npy")
+        files.append((base / "images" / f"{sid}.tif", arrays))
+    return files
+
+
+def bench_getitem(ds: Any, repeats: int) -> float:
+    files = _same_files(ds)
+    n = len(ds)
+
+    def raw() -> None:
+        for tif, arrays in files:
+            tifffile.imread(tif)
+            for path in arrays:
+                np.load(path, allow_pickle=False)
+
+    def api() -> None:
+        for i in range(n):
+            ds[i]
+
+    raw()
+    api()  # warm the page cache for both
+    t_raw, t_api = [], []
+    for _ in range(repeats):  # interleaved, so both see the same machine load
+        t_raw += _times(raw, 1)
+        t_api += _times(api, 1)
+    ratio = statistics.median(t_api) / statistics.median(t_raw)
+    print(f"1. ds[i], 256x256 patch ({n} samples per run, {repeats} runs; us/sample min / median / max):")
+    print(f"   raw tifffile.imread + np.load (same files) {_fmt(t_raw, 1e6 / n, 'us')}")
+    print(f"   ds[i] -> validated Sample                  {_fmt(t_api, 1e6 / n, 'us')}")
+    print(f"   ratio ds[i] / raw: {ratio:.2f}x   (goal <= 1.2x)")
+    return n / statistics.median(t_api)
+
+
+def _stack_permuted(samples: list[Any]) -> Any:
+    """The field's usual collate: permuted views of each image, then torch.stack."""
+    images = torch.stack([torch.from_numpy(s.image).permute(2, 0, 1) for s in samples])
+    instances = torch.stack([torch.from_numpy(s.instances) for s in samples])
+    return images, instances
+
+
+def bench_collate(ds: Any, batch: int, repeats: int) -> None:
+    samples = [ds[i] for i in range(batch)]
+    reps = max(20, 10 * repeats)
+    threads = torch.get_num_threads()
+    res: dict[str, list[float]] = {"collate": [], "stack": [], "collate1": [], "stack1": []}
+    for _ in range(reps):  # interleaved, so all four see the same machine load
+        res["collate"] += _times(lambda: collate(samples), 1)
+        res["stack"] += _times(lambda: _stack_permuted(samples), 1)
+        torch.set_num_threads(1)
+        try:
+            res["collate1"] += _times(lambda: collate(samples), 1)
+            res["stack1"] += _times(lambda: _stack_permuted(samples), 1)
+        finally:
+            torch.set_num_threads(threads)
+    out = collate(samples)
+    ref = _stack_permuted(samples)
+    same = torch.equal(out["image"], ref[0]) and torch.equal(out["instances"], ref[1])
+    med = {k: statistics.median(v) for k, v in res.items()}
+    print(f"2. collate of {batch} Samples of 256x256 ({reps} runs; ms min / median / max):")
+    print(f"   collate, {threads} torch threads                  {_fmt(res['collate'], 1e3, 'ms')}")
+    print(f"   collate, 1 torch thread                   {_fmt(res['collate1'], 1e3, 'ms')}")
+    print(f"   torch.stack of permuted views, {threads} threads   {_fmt(res['stack'], 1e3, 'ms')}")
+    print(f"   torch.stack of permuted views, 1 thread    {_fmt(res['stack1'], 1e3, 'ms')}")
+    print(
+        f"   collate default threads / 1 thread: {med['collate'] / med['collate1']:.2f}x "
+        f"(permuted stack: {med['stack'] / med['stack1']:.1f}x); identical tensors: {'yes' if same else 'NO'}"
+    )
+
+
+def bench_dataloader(ds: Any, batch: int, repeats: int, bare_rate: float) -> None:
+    from torch.utils.data import DataLoader
+
+    rates = {}
+    for workers in (0, 2):
+        loader = DataLoader(
+            ds, batch_size=batch, collate_fn=collate, num_workers=workers, persistent_workers=workers > 0
+        )
+        for _ in loader:  # warm-up epoch (starts the workers)
+            pass
+        ts = _times(lambda loader=loader: [None for _ in loader], repeats)
+        rates[workers] = [len(ds) / t for t in ts]
+        del loader
+    r0, r2 = statistics.median(rates[0]), statistics.median(rates[2])
+    print(f"3. DataLoader, batch {batch}, collate_fn=collate ({repeats} epochs of {len(ds)}; samples/s):")
+    for w in (0, 2):
+        rs = rates[w]
+        print(f"   num_workers={w}: min {min(rs):7.0f} / median {statistics.median(rs):7.0f} / max {max(rs):7.0f}")
+    print(f"   bare ds[i] rate {bare_rate:7.0f}/s; ratio bare / 0 workers: {bare_rate / r0:.2f}x   (goal <= 1.5x)")
+    print(f"   speed-up 2 workers / 0 workers: {r2 / r0:.2f}x   (goal >= 1.6x on two idle cores)")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", type=int, default=200, help="number of 256x256 samples")
+    parser.add_argument("--n", type=int, default=256, help="number of 256x256 samples")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--batch", type=int, default=8)
     args = parser.parse_args(argv)
-    bench_getitem(args.n, args.repeats)
-    bench_xml(max(1, args.repeats // 2))
+    print(
+        f"numpy {np.__version__}, torch {torch.__version__}, tifffile {tifffile.__version__}; "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        ds = nf.get_dataset("synthetic", root=tmp, n_tiles=args.n, tile_size=256, progress=False)
+        rate = bench_getitem(ds, args.repeats)
+        bench_collate(ds, args.batch, args.repeats)
+        bench_dataloader(ds, args.batch, args.repeats, rate)
+    print(f"load average at the end: {os.getloadavg()[0]:.2f}")
     return 0
 
 

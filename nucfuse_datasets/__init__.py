@@ -34,24 +34,31 @@ __all__ = [
 ]
 
 _LAZY = {"NucFuseTrain": "nucfuse_datasets.composite", "NucFuseTest": "nucfuse_datasets.composite"}
-_SUBMODULES = (
-    "metrics",
-    "evaluation",
-    "analysis",
-    "leakage",
-    "baselines",
-    "protocol",
-    "targets",
-    "postprocess",
-    "stain",
-)
+#: ``nucfuse_datasets.<name>`` -> the module it is (imported on first use)
+_SUBMODULES = {
+    name: f"nucfuse_datasets.{name}"
+    for name in (
+        "metrics",
+        "evaluation",
+        "analysis",
+        "paper",
+        "leakage",
+        "baselines",
+        "protocol",
+        "targets",
+        "postprocess",
+        "stain",
+        "transforms",
+        "export",
+    )
+} | {"figures": "nucfuse_datasets.analysis.figures"}
 
 
 def __getattr__(name: str) -> Any:
     if name in _SUBMODULES:
         import importlib
 
-        return importlib.import_module(f"nucfuse_datasets.{name}")
+        return importlib.import_module(_SUBMODULES[name])
     if name in _LAZY:
         import importlib
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
+from nucfuse_datasets import paper
+from nucfuse_datasets.datasets._registry import register, registered
 from nucfuse_datasets.errors import ArgumentError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -13,67 +13,35 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["PAPER_RANKING", "get_dataset", "get_dataset_class", "list_datasets", "register"]
 
-#: The NucFuseRank ranking (mean PQ of HoVerNeXt and CellViT trained on each dataset alone).
-PAPER_RANKING: tuple[str, ...] = (
-    "pcns",
-    "puma",
-    "monuseg",
-    "cpm17",
-    "tnbc",
-    "nuinsseg",
-    "consep",
-    "monusac",
-    "dsb2018",
-    "cryonuseg",
-)
+#: The NucFuseRank ranking (mean PQ of HoVerNeXt and CellViT trained on each dataset alone): Table 2's "Mean Rank"
+#: column, read from the paper's data (:func:`nucfuse_datasets.paper.ranking`).
+PAPER_RANKING: tuple[str, ...] = paper.ranking()
 
-_REGISTRY: dict[str, type[NucleiDataset]] = {}
-_LOADED = False
-T = TypeVar("T", bound="type[NucleiDataset]")
+#: Datasets of the paper's Table 1 (the ranked ten and PanNuke), from the paper's data.
+_TABLE1: frozenset[str] = frozenset(paper.train_patches())
 
 
-def register(cls: T) -> T:
-    """Class decorator that registers a dataset under its ``name`` attribute."""
-    name = cls.name
-    if name in _REGISTRY and _REGISTRY[name] is not cls:
-        raise ArgumentError(f"dataset name {name!r} registered twice ({_REGISTRY[name]!r} and {cls!r})")
-    _REGISTRY[name] = cls
-    return cls
-
-
-def _load_all() -> None:
-    global _LOADED
-    if _LOADED:
-        return
-    package = importlib.import_module("nucfuse_datasets.datasets")
-    for info in pkgutil.iter_modules(package.__path__):
-        if not info.name.startswith("_"):
-            importlib.import_module(f"{package.__name__}.{info.name}")
-    _LOADED = True
-
-
-def _order(name: str) -> tuple[int, str]:
+def _order(name: str) -> tuple[int, int, str]:
     if name in PAPER_RANKING:
-        return (PAPER_RANKING.index(name), name)
-    return (len(PAPER_RANKING) + (0 if name == "pannuke" else 1), name)
+        return (0, PAPER_RANKING.index(name), name)
+    return (1 if name in _TABLE1 else 2, 0, name)  # in Table 1 but not ranked (PanNuke), then the rest
 
 
 def list_datasets() -> list[str]:
-    """Registered dataset names: the paper's ranking order, then PanNuke, then the rest.
+    """Registered dataset names: the paper's ranking order, then the rest of its Table 1 (PanNuke), then the rest.
 
     Example:
         >>> from nucfuse_datasets import list_datasets
         >>> list_datasets()[:1] + ["..."] + list_datasets()[-1:]  # doctest: +ELLIPSIS
         [...]
     """
-    _load_all()
-    return sorted(_REGISTRY, key=_order)
+    return sorted(registered(), key=_order)
 
 
 def dataset_classes() -> list[type[NucleiDataset]]:
     """Registered classes in :func:`list_datasets` order."""
-    _load_all()
-    return [_REGISTRY[n] for n in list_datasets()]
+    classes = registered()
+    return [classes[n] for n in list_datasets()]
 
 
 def get_dataset_class(name: str) -> type[NucleiDataset]:
@@ -86,11 +54,11 @@ def get_dataset_class(name: str) -> type[NucleiDataset]:
         >>> get_dataset_class("MoNuSeg").__name__, get_dataset_class("monuseg").license
         ('MoNuSeg', 'CC BY-NC-SA 4.0')
     """
-    _load_all()
+    classes = registered()
     key = name.lower().strip()
-    if key not in _REGISTRY:
+    if key not in classes:
         raise ArgumentError(f"unknown dataset {name!r}; valid names: {', '.join(list_datasets())}")
-    return _REGISTRY[key]
+    return classes[key]
 
 
 def get_dataset(

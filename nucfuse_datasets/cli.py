@@ -18,10 +18,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from nucfuse_datasets._config import resolve_root
 from nucfuse_datasets._registry import dataset_classes, get_dataset_class, list_datasets
 from nucfuse_datasets._version import __version__
 from nucfuse_datasets.errors import ArgumentError, NucFuseError, PreparedStoreError
+from nucfuse_datasets.io.config import resolve_root
 
 __all__ = ["main"]
 
@@ -45,7 +45,7 @@ def _parse_options(pairs: Sequence[str] | None) -> dict[str, Any]:
 
 def _names(args: argparse.Namespace) -> list[str]:
     if getattr(args, "all", False):
-        return [n for n in list_datasets() if n != "synthetic"]
+        return [n for n in list_datasets() if get_dataset_class(n).resources]  # generated datasets have no sources
     if not args.names:
         raise ArgumentError("name one or more datasets, or pass --all")
     return [get_dataset_class(n).name for n in args.names]
@@ -62,7 +62,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             else ("sources" if any(v != "missing" for v in info["local"]["sources"].values()) else "-")
         )
         download = "auto" if info["auto_download"] else "manual"
-        if cls.name == "synthetic":
+        if not cls.resources:
             download = "generated"
         rows.append(
             (
@@ -105,7 +105,9 @@ def cmd_info(args: argparse.Namespace) -> int:
             f"tile size {p['tile_size']}, density {p['density']}, {p['train_patches']} training patches"
         )
     for exp in info["expected_counts"]:
-        print(f"Expected:  {exp['split']}: {exp['tiles']} tiles, {exp['nuclei']} nuclei ({exp['source']})")
+        tiles = "unknown" if exp["tiles"] is None else exp["tiles"]
+        nuclei = "unknown" if exp["nuclei"] is None else exp["nuclei"]
+        print(f"Expected:  {exp['split']}: {tiles} tiles, {nuclei} nuclei ({exp['source']})")
     print("Sources:")
     for r in info["resources"]:
         how = "manual download" if r["manual"] else "automatic download"
@@ -131,50 +133,57 @@ def cmd_info(args: argparse.Namespace) -> int:
                 print(textwrap.fill(para, 100, initial_indent="  ", subsequent_indent="  ", break_on_hyphens=False))
     local = info["local"]
     print(f"Local ({local['dataset_dir']}):")
-    print(f"  prepared stores: {', '.join(local['prepared']) or 'none'}")
+    stores = [f"{n} ({', '.join(local.get('prepared_splits', {}).get(n, []))})" for n in local["prepared"]]
+    print(f"  prepared stores: {', '.join(stores) or 'none'}")
     for key, state in local["sources"].items():
         print(f"  {key}: {state}")
     return 0
 
 
 def cmd_download(args: argparse.Namespace) -> int:
-    from nucfuse_datasets._download import fetch
-
+    """Fetch the sources through the same path as ``get_dataset(download=True)`` (``download_sources``)."""
+    options = _parse_options(args.option)
     failures = 0
-    root = resolve_root(args.root)
+    states = {
+        "prepared": "already prepared at {path}",
+        "folder": "extracted folder present at {path}",
+        "file": "archive present at {path} (hash checked)",
+        "downloaded": "downloaded to {path}",
+        "failed": "optional; could not be downloaded (preparing goes on without it)",
+    }
     for name in _names(args):
         cls = get_dataset_class(name)
         print(f"{cls.title} — licence: {cls.license}")
-        for res in cls.resources:
-            ddir = root / cls.name
-            if (ddir / res.filename).is_file():
-                print(f"  {res.filename}: already present")
-                continue
-            if not res.downloadable:
-                print(f"  {res.filename}: manual download needed — see `nucfuse info {cls.name}`")
-                failures += 1 if res.required else 0
-                continue
-            try:
-                path = fetch(res, ddir, progress=not args.quiet)
-                print(f"  {res.filename}: downloaded to {path}")
-            except NucFuseError as exc:
-                print(f"  {res.filename}: FAILED: {exc}", file=sys.stderr)
-                failures += 1
+        try:
+            ds = cls.deferred(args.root, split=args.split, progress=not args.quiet, **options)
+            result = ds.download_sources()
+        except NucFuseError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            failures += 1
+            continue
+        if not result:
+            print("  nothing to download")
+        files = {r.key: r.filename for r in cls.resources}
+        for key, (state, path) in result.items():
+            print(f"  {files.get(key, key)}: " + states[state].format(path=path))
     return 1 if failures else 0
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
+    from nucfuse_datasets.datasets._parallel import prepare_workers
+
     options = _parse_options(args.option)
     failures = 0
     for name in _names(args):
         cls = get_dataset_class(name)
         try:
-            ds = cls(root=args.root, download=args.download, progress=not args.quiet, **options)
+            with prepare_workers(args.workers):
+                ds = cls(root=args.root, split=args.split, download=args.download, progress=not args.quiet, **options)
         except NucFuseError as exc:
-            print(f"{name}: {exc}", file=sys.stderr)
+            print(f"error: {exc}", file=sys.stderr)  # the message names the dataset's folder or file
             failures += 1
             continue
-        from nucfuse_datasets.store import PreparedStore
+        from nucfuse_datasets.io.store import PreparedStore
 
         counts = PreparedStore(ds.store_path).counts
         summary = ", ".join(f"{k}: {v['tiles']} tiles / {v['nuclei']} nuclei" for k, v in counts.items())
@@ -183,7 +192,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from nucfuse_datasets.store import PreparedStore
+    from nucfuse_datasets.io.store import PreparedStore
 
     options = _parse_options(args.option)
     cls = get_dataset_class(args.name)
@@ -198,11 +207,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
             store = PreparedStore(path)
         except PreparedStoreError as exc:  # a damaged manifest: the options come from --option
             hint = "" if path.name == "prepared" else f"; repair it with this store's options ({path.name}) as --option"
-            problems, variant = [f"manifest.json: {exc}{hint}"], options
+            problems, variant, kept = [f"manifest.json: {exc}{hint}"], options, None
             print(f"{path}: 1 problem(s):")
         else:
             problems = store.verify(full=True)
             variant = {**store.manifest.get("variant", {}), **options}
+            kept = store.splits  # repair rebuilds the splits the store holds, no more
             n_files = len(store.manifest["files"])
             if not problems:
                 print(f"{path}: OK ({n_files} files, {len(store.samples)} samples)")
@@ -213,8 +223,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
             print(f"  {p}")
         if args.repair:
             try:
-                ds = cls(root=root, download=False, progress=False, **variant)
-                ds.prepare(force=True)
+                ds = cls.deferred(root, progress=False, **variant)
+                ds.prepare(force=True, splits=kept)
                 print(f"{path}: re-prepared from the native sources")
                 bad -= 1
             except NucFuseError as exc:
@@ -224,9 +234,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
-def _dataset_list(args: argparse.Namespace) -> list[str] | None:
+def _dataset_list(args: argparse.Namespace) -> list[str] | str | None:
     if not getattr(args, "datasets", None):
         return None
+    if args.datasets.strip() == "available":
+        return "available"
     return [get_dataset_class(n.strip()).name for n in args.datasets.split(",") if n.strip()]
 
 
@@ -241,7 +253,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         model=args.model,
         train_set=args.train_set,
         progress=not args.quiet,
+        label_components=args.label_components,
     )
+    absent = report.meta.get("missing_predictions") or []
+    if absent:
+        print(
+            f"warning: {len(absent)} of {len(test)} tiles have no prediction in {args.predictions} and were scored "
+            f"as empty (e.g. {', '.join(absent[:3])})",
+            file=sys.stderr,
+        )
     print(report.to_markdown())
     if args.out:
         paths = report.save(args.out)
@@ -258,6 +278,29 @@ def cmd_export_test(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from nucfuse_datasets import export
+
+    target = args.target.lower().replace("_", "-")
+    if target == "nucfuse-train":
+        from nucfuse_datasets.composite import NucFuseTrain
+
+        ds: Any = NucFuseTrain(args.root, datasets=_dataset_list(args), split=args.split or "train")
+    elif target == "nucfuse-test":
+        from nucfuse_datasets.composite import NucFuseTest
+
+        ds = NucFuseTest(args.root, datasets=_dataset_list(args))
+    else:
+        cls = get_dataset_class(args.target)
+        ds = cls(root=args.root, split=args.split or "all", progress=False, **_parse_options(args.option))
+    if args.format == "hf":
+        out = export.export_hf(ds, args.out, overwrite=args.overwrite)
+    else:
+        out = export.export_webdataset(ds, args.out, shard_size=args.shard_size, overwrite=args.overwrite)
+    print(f"{len(ds)} samples of {args.target} written to {out} ({args.format})")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from nucfuse_datasets.analysis import load_results, render_report
 
@@ -265,6 +308,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     path = render_report(rows, args.out, metric=args.metric, plots=not args.no_plots)
     print(path.read_text())
     print(f"written to {args.out}")
+    return 0
+
+
+def cmd_figures(args: argparse.Namespace) -> int:
+    from nucfuse_datasets.analysis import load_results
+    from nucfuse_datasets.analysis.figures import write_figures
+
+    rows = load_results(args.results) if args.results else None
+    for name, path in write_figures(args.out, rows, metric=args.metric).items():
+        print(f"{name}: {path}")
     return 0
 
 
@@ -288,9 +341,10 @@ def cmd_splits(args: argparse.Namespace) -> int:
     from nucfuse_datasets.protocol import PAPER_RANKING, pinned_test_ids, shipped_test_lists
 
     names = _dataset_list(args) or list(PAPER_RANKING)
+    default = list(PAPER_RANKING) if names == "available" else names
     doc = shipped_test_lists()
     differ = 0
-    for tag, ds in _resolve_parts(names, names, args.root, False, None, None):
+    for tag, ds in _resolve_parts(names, default, args.root, False, None, None):
         sel = select_test_tiles(tag, ds, "rule")
         pinned = pinned_test_ids(ds.name)
         if pinned is None:
@@ -304,6 +358,15 @@ def cmd_splits(args: argparse.Namespace) -> int:
             f"{tag}: {len(sel.ids)} tiles from {sel.n_eligible} eligible ({sel.pool}), "
             f"sha256 {sel.sha256[:12]}: {state}"
         )
+        if pinned is not None and sorted(pinned) != sorted(sel.ids):
+            present = set(ds.sample_ids)
+            only_pinned = sorted(set(pinned) - set(sel.ids))
+            absent = [i for i in only_pinned if i not in present]
+            print(
+                f"  only in the shipped list: {', '.join(only_pinned) or '-'}"
+                + (f" ({len(absent)} of them not in the local data)" if absent else "")
+            )
+            print(f"  only in the rebuilt list: {', '.join(sorted(set(sel.ids) - set(pinned))) or '-'}")
         entry = doc["datasets"].setdefault(tag, {})
         entry.update({"ids": list(sel.ids), "sha256": sel.sha256, "rule": f"select_ids over the {sel.pool}"})
     if args.write:
@@ -336,6 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("download", help="download the native archives (where the host allows it)")
     p.add_argument("names", nargs="*")
     p.add_argument("--all", action="store_true", help="every dataset")
+    p.add_argument("--split", default="all", help="only the sources this split needs (e.g. fold1, test)")
+    p.add_argument("--option", action="append", metavar="KEY=VALUE", help="dataset option, e.g. source=v1")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_download)
 
@@ -343,8 +408,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("names", nargs="*")
     p.add_argument("--all", action="store_true", help="every dataset")
     p.add_argument("--download", action="store_true", help="download missing sources first")
+    p.add_argument("--split", default="all", help="prepare only this split (e.g. fold1, test); the store grows")
     p.add_argument("--option", action="append", metavar="KEY=VALUE", help="dataset option, e.g. source=original")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--workers", type=int, default=1, metavar="N", help="convert tiles in N processes (0: one per CPU)")
     p.set_defaults(func=cmd_prepare)
 
     p = sub.add_parser("verify", help="re-hash a prepared store against its manifest")
@@ -354,7 +421,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_verify)
 
     def nucfuse_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--datasets", help="comma-separated dataset names (default: the 10 ranked datasets)")
+        p.add_argument(
+            "--datasets",
+            help="comma-separated dataset names, or 'available' for those prepared or present under the root "
+            "(default: the 10 ranked datasets)",
+        )
         p.add_argument("--test-ids", choices=("pinned", "rule"), default="pinned", help="shipped id lists or the rule")
 
     p = sub.add_parser("evaluate", help="score saved predictions on NucFuse-test")
@@ -365,6 +436,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-set", help="training-set label for the report (e.g. top9)")
     p.add_argument("--missing", choices=("error", "empty"), default="error")
     p.add_argument("--use-ignore", action="store_true", help="apply ambiguous-region masks (NucEval rule)")
+    p.add_argument(
+        "--label-components",
+        action="store_true",
+        help="predictions are binary masks: every connected component becomes one instance",
+    )
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_evaluate)
 
@@ -373,6 +449,17 @@ def build_parser() -> argparse.ArgumentParser:
     nucfuse_options(p)
     p.set_defaults(func=cmd_export_test)
 
+    p = sub.add_parser("export", help="write a dataset, nucfuse-train or nucfuse-test as HF datasets / WebDataset")
+    p.add_argument("target", help="a dataset name, nucfuse-train or nucfuse-test")
+    p.add_argument("--format", choices=("hf", "webdataset"), required=True)
+    p.add_argument("--out", required=True, help="target folder (must not exist unless --overwrite)")
+    p.add_argument("--shard-size", type=int, default=1000, help="samples per WebDataset shard")
+    p.add_argument("--split", help="source split (a dataset's split; train/val/all for nucfuse-train)")
+    p.add_argument("--datasets", help="comma-separated dataset names for nucfuse-train/test")
+    p.add_argument("--option", action="append", metavar="KEY=VALUE", help="dataset option")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_export)
+
     p = sub.add_parser("report", help="ranking, cross-correlation and fusion analyses from result tables")
     p.add_argument("results", help="CSV/JSON result rows, or a folder of evaluation-report JSON files")
     p.add_argument("--out", default="nucfuse-report")
@@ -380,19 +467,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-plots", action="store_true")
     p.set_defaults(func=cmd_report)
 
+    p = sub.add_parser("figures", help="the paper's figures as PNG: its Tables 2-3, and your results with its values")
+    p.add_argument("results", nargs="?", help="CSV/JSON result rows or a folder of report JSONs (optional)")
+    p.add_argument("--out", default="nucfuse-figures")
+    p.add_argument("--metric", default="pq", help="pq, aji, dice_2, precision or recall")
+    p.set_defaults(func=cmd_figures)
+
     p = sub.add_parser("leakage", help="TCGA cases shared across datasets and between NucFuse-train and -test")
     nucfuse_options(p)
     p.add_argument("--out", help="write the Markdown report here")
     p.set_defaults(func=cmd_leakage)
 
     p = sub.add_parser("splits", help="rebuild the NucFuse-test id lists from local data and compare")
-    p.add_argument("--datasets", help="comma-separated dataset names (default: the 10 ranked datasets)")
+    p.add_argument("--datasets", help="comma-separated dataset names or 'available' (default: the 10 ranked datasets)")
     p.add_argument("--write", help="write a nucfuse_test.json with the rebuilt lists")
     p.set_defaults(func=cmd_splits)
 
     p = sub.add_parser("demo", help="offline end-to-end demo on synthetic data")
     p.add_argument("--out", default="demo-output", help="folder for the report files")
     p.set_defaults(func=cmd_demo)
+
+    for command in sub.choices.values():  # --root also after the subcommand (SUPPRESS keeps the global one)
+        if not any("--root" in a.option_strings for a in command._actions):
+            command.add_argument("--root", default=argparse.SUPPRESS, help="data root (as before the subcommand)")
     return parser
 
 

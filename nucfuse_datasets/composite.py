@@ -20,10 +20,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from torch.utils.data import Dataset
 
-from nucfuse_datasets._config import PathLike
 from nucfuse_datasets._registry import PAPER_RANKING, get_dataset_class
 from nucfuse_datasets.datasets._base import NucleiDataset
-from nucfuse_datasets.errors import ArgumentError, NucFuseWarning, TestSetMismatchError
+from nucfuse_datasets.errors import (
+    ArgumentError,
+    DatasetNotFoundError,
+    NucFuseError,
+    NucFuseWarning,
+    TestSetMismatchError,
+)
+from nucfuse_datasets.io.config import PathLike, resolve_root
+from nucfuse_datasets.io.store import relabel_sequential
 from nucfuse_datasets.protocol import (
     DEFAULT_K,
     MIN_TEST_SIZE,
@@ -37,15 +44,24 @@ from nucfuse_datasets.protocol import (
     top_k,
 )
 from nucfuse_datasets.schema import Sample
-from nucfuse_datasets.store import relabel_sequential
+from nucfuse_datasets.transforms import as_sample_transform
 
 if TYPE_CHECKING:  # pragma: no cover
     from nucfuse_datasets.evaluation import EvaluationReport
 
-__all__ = ["NucFuseTest", "NucFuseTrain", "TestSelection", "select_test_tiles"]
+__all__ = ["AVAILABLE", "NucFuseTest", "NucFuseTrain", "TestSelection", "available_datasets", "select_test_tiles"]
 
 DatasetSpec = str | NucleiDataset
-DatasetsArg = Sequence[DatasetSpec] | Mapping[str, DatasetSpec] | None
+DatasetsArg = Sequence[DatasetSpec] | Mapping[str, DatasetSpec] | str | None
+
+#: ``datasets=AVAILABLE``: only the datasets that are prepared (or whose native files are all present) under root.
+AVAILABLE = "available"
+
+#: Appended to missing-dataset and pinned-id errors of the composites.
+AVAILABLE_HINT = (
+    "To work with the datasets you have, pass datasets='available' (CLI: --datasets available); add "
+    "test_ids='rule' (CLI: --test-ids rule) when your copies lack tiles of the pinned NucFuse-test lists."
+)
 Transform = Callable[[Sample], Any]
 
 
@@ -61,7 +77,8 @@ class TestSelection:
         subset: the subset tag (the dataset name unless renamed).
         indices: indices into the dataset (split ``"all"``).
         ids: the chosen sample ids, sorted.
-        source: ``"pinned"`` (shipped id list) or ``"rule"`` (computed from local data by the selection rule).
+        source: ``"pinned"`` (shipped id list) or ``"rule"`` (computed from local data by the selection rule);
+            ``"none"`` for a dataset outside NucFuse-test (PanNuke in ``NucFuseTrain``: no tile is held out).
         pool: where the tiles were drawn from (``"test split"`` or ``"whole dataset"``).
         n_eligible: number of eligible candidate tiles.
     """
@@ -125,9 +142,10 @@ def select_test_tiles(subset: str, ds: NucleiDataset, test_ids: str = "pinned") 
         missing = [i for i in pinned if i not in present]
         if missing:
             raise TestSetMismatchError(
-                f"{ds.name}: {len(missing)} of the {len(pinned)} shipped NucFuse-test tiles are not in the local data "
-                f"(e.g. {missing[:3]}); the local copy differs from the reference one. Prepare the complete dataset, "
-                "or pass test_ids='rule' to select tiles from what is present."
+                f"{ds.store_path}: {len(missing)} of the {len(pinned)} shipped NucFuse-test tiles of {ds.name} are "
+                f"not in the local data (e.g. {missing[:3]}); the local copy differs from the reference one. Prepare "
+                "the complete dataset, or pass test_ids='rule' (CLI: --test-ids rule) to select tiles from what is "
+                "present."
             )
         indices = tuple(ds.index_of(i) for i in pinned)
         return TestSelection(subset, indices, tuple(pinned), "pinned", pool, len(eligible))
@@ -144,6 +162,40 @@ def select_test_tiles(subset: str, ds: NucleiDataset, test_ids: str = "pinned") 
     return TestSelection(subset, indices, tuple(ids), "rule", pool, len(eligible))
 
 
+def available_datasets(
+    root: PathLike | None = None,
+    names: Sequence[str] = PAPER_RANKING,
+    dataset_options: Mapping[str, Mapping[str, Any]] | None = None,
+) -> list[str]:
+    """The datasets among ``names`` that are prepared under ``root``, or whose native files are all there.
+
+    Nothing is prepared, downloaded or written; a dataset whose sources are present is prepared when a composite
+    (or ``get_dataset``) first opens it.
+
+    Example:
+        >>> root = getfixture("tmp_path")
+        >>> available_datasets(root)  # an empty root
+        []
+        >>> import nucfuse_datasets as nf
+        >>> _ = nf.get_dataset("synthetic", root=root, n_tiles=4)
+        >>> available_datasets(root, ["monuseg", "synthetic"], {"synthetic": {"n_tiles": 4}})
+        ['synthetic']
+    """
+    options = dict(dataset_options or {})
+    out = []
+    for name in names:
+        cls = get_dataset_class(name)
+        try:
+            ds = cls.deferred(root, split="all", **dict(options.get(name, options.get(cls.name, {}))))
+            if ds._current_store() is None:
+                ds._locate_sources(download=False)  # raises when a needed source is missing
+        except NucFuseError:
+            continue
+        if cls.resources or ds._current_store() is not None:  # generated datasets count once prepared
+            out.append(name)
+    return out
+
+
 def _resolve_parts(
     datasets: DatasetsArg,
     default: Sequence[str],
@@ -154,10 +206,20 @@ def _resolve_parts(
 ) -> list[tuple[str, NucleiDataset]]:
     if datasets is None:
         items: list[tuple[str, DatasetSpec]] = [(n, n) for n in default]
+    elif isinstance(datasets, str) and datasets == AVAILABLE:
+        items = [(n, n) for n in available_datasets(root, default, dataset_options)]
+        if not items:
+            raise DatasetNotFoundError(
+                f"datasets='available': none of {', '.join(default)} is prepared or has its native files under "
+                f"{resolve_root(root)}. Put a dataset's files into <root>/<name>/ (see `nucfuse info NAME`), or run "
+                "`nucfuse download NAME` for one that downloads automatically."
+            )
     elif isinstance(datasets, Mapping):
         items = list(datasets.items())
     elif isinstance(datasets, str | NucleiDataset):
-        raise ArgumentError("datasets must be a list (or a mapping tag -> dataset), not a single dataset")
+        raise ArgumentError(
+            "datasets must be a list (or a mapping tag -> dataset, or 'available'), not a single dataset"
+        )
     else:
         items = [(d if isinstance(d, str) else d.name, d) for d in datasets]
     tags = [t for t, _ in items]
@@ -175,8 +237,24 @@ def _resolve_parts(
             continue
         cls = get_dataset_class(spec)
         kwargs = dict(options.get(tag, options.get(cls.name, {})))
-        parts.append((tag, cls(root=root, split="all", download=download, progress=progress, **kwargs)))
+        try:
+            ds = cls(root=root, split="all", download=download, progress=progress, **kwargs)
+        except DatasetNotFoundError as exc:
+            raise type(exc)(f"{exc}\n{AVAILABLE_HINT}") from None
+        parts.append((tag, ds))
     return parts
+
+
+#: Datasets that are not NucFuse-test members: ``NucFuseTrain`` keeps all their tiles. The paper trains on PanNuke's
+#: training data (Table 1: 6,320 patches, the 80 % KFold share of its 7,901 tiles) and never tests on it.
+TRAIN_ONLY = frozenset({"pannuke"})
+
+
+def _select(tag: str, ds: NucleiDataset, test_ids: str) -> TestSelection:
+    try:
+        return select_test_tiles(tag, ds, test_ids)
+    except TestSetMismatchError as exc:
+        raise TestSetMismatchError(f"{exc}\n{AVAILABLE_HINT}") from None
 
 
 def _with_subset(sample: Sample, subset: str, **extra: Any) -> Sample:
@@ -190,8 +268,9 @@ class NucFuseTest(Dataset[Any]):
     Args:
         root: data root.
         download: download missing sources.
-        datasets: dataset names (default: the paper's 10 ranked datasets), or a mapping ``subset tag -> name or
-            dataset instance (split "all")`` to evaluate on other sources (e.g. several synthetic sets).
+        datasets: dataset names (default: the paper's 10 ranked datasets), ``"available"`` (those of the 10 that
+            are prepared or present under ``root``), or a mapping ``subset tag -> name or dataset instance (split
+            "all")`` to evaluate on other sources (e.g. several synthetic sets).
         test_ids: ``"pinned"`` (shipped id lists where available, else the rule) or ``"rule"``.
         transforms: applied to each Sample.
         dataset_options: per-dataset constructor options, keyed by subset tag or dataset name.
@@ -218,11 +297,9 @@ class NucFuseTest(Dataset[Any]):
         dataset_options: Mapping[str, Mapping[str, Any]] | None = None,
         progress: bool | None = None,
     ) -> None:
-        self.transforms = transforms
+        self.transforms = as_sample_transform(transforms)
         self._parts = _resolve_parts(datasets, PAPER_RANKING, root, download, dataset_options, progress)
-        self.selections: dict[str, TestSelection] = {
-            tag: select_test_tiles(tag, ds, test_ids) for tag, ds in self._parts
-        }
+        self.selections: dict[str, TestSelection] = {tag: _select(tag, ds, test_ids) for tag, ds in self._parts}
         part_idx, local = [], []
         for p, (tag, _) in enumerate(self._parts):
             for i in self.selections[tag].indices:
@@ -310,7 +387,8 @@ class NucFuseTrain(Dataset[Any]):
     Args:
         root: data root.
         k: use the first ``k`` datasets of the paper's ranking (k = 9: NucFuse-train, all but CryoNuSeg).
-        datasets: instead of ``k``, any list of names or mapping ``tag -> name or dataset (split "all")``.
+        datasets: instead of ``k``, any list of names or mapping ``tag -> name or dataset (split "all")``; or
+            ``"available"``: those of the top ``k`` that are prepared or present under ``root``.
         split: ``"train"`` (80 %), ``"val"`` (20 %) or ``"all"``.
         transforms: applied to each patch Sample.
         download: download missing sources.
@@ -348,20 +426,23 @@ class NucFuseTrain(Dataset[Any]):
     ) -> None:
         if split not in ("train", "val", "all"):
             raise ArgumentError(f"split must be 'train', 'val' or 'all', got {split!r}")
-        if datasets is not None and k != DEFAULT_K:
+        if datasets is not None and datasets != AVAILABLE and k != DEFAULT_K:
             raise ArgumentError("pass either k or datasets, not both")
         self.split = split
-        self.transforms = transforms
+        self.transforms = as_sample_transform(transforms)
         self.keep_classes = keep_classes
         self.patch_size = int(patch_size)
-        names = top_k(k) if datasets is None else None
+        names = top_k(k) if datasets is None or datasets == AVAILABLE else None
         self._parts = _resolve_parts(datasets, names or [], root, download, dataset_options, progress)
         excluded = {c.upper() for c in exclude_cases or ()}
         rows: list[tuple[int, int, int, int, bool]] = []
         self.selections: dict[str, TestSelection] = {}
         self.excluded_tiles: dict[str, list[str]] = {}
         for p, (tag, ds) in enumerate(self._parts):
-            selection = select_test_tiles(tag, ds, test_ids)
+            if ds.name in TRAIN_ONLY:  # not a NucFuse-test member: every tile trains
+                selection = TestSelection(tag, (), (), "none", "not in NucFuse-test", 0)
+            else:
+                selection = _select(tag, ds, test_ids)
             self.selections[tag] = selection
             test_set = set(selection.indices)
             tiles = []

@@ -17,6 +17,7 @@ import errno
 
 __all__ = [
     "ArgumentError",
+    "BinaryMaskWarning",
     "ChecksumError",
     "CountMismatchWarning",
     "DatasetNotFoundError",
@@ -30,10 +31,12 @@ __all__ = [
     "LockTimeoutError",
     "ManualDownloadRequired",
     "MetricInputError",
+    "MissingPredictionWarning",
     "NotFittedError",
     "NucFuseError",
     "NucFuseWarning",
     "OfflineError",
+    "PredictionFailedError",
     "PreparedStoreError",
     "StainEstimationError",
     "StainFallbackWarning",
@@ -153,6 +156,10 @@ class InvalidPredictionError(NucFuseError, ValueError):
     """A model's prediction for a test image is not a valid instance map; the message names the image."""
 
 
+class PredictionFailedError(NucFuseError, RuntimeError):
+    """The user's ``predict_fn`` raised on a test image; the message names the tile, the original error is chained."""
+
+
 class DependencyNotFoundError(NucFuseError, ImportError):
     """An optional dependency is missing; the message names the pip extra that provides it."""
 
@@ -166,6 +173,17 @@ class StainFallbackWarning(NucFuseWarning):
 
     Emitted once per transform instance; the transform's ``n_fallbacks`` counts every case.
     """
+
+
+class BinaryMaskWarning(NucFuseWarning):
+    """A prediction's id spans many disconnected components: probably a 0/1 mask passed as an instance map.
+
+    Pass ``label_components=True`` (CLI: ``--label-components``) to turn each connected component into an instance.
+    """
+
+
+class MissingPredictionWarning(NucFuseWarning):
+    """Saved predictions lack some tiles and ``missing="empty"`` scored them as empty maps."""
 
 
 class CountMismatchWarning(NucFuseWarning):

@@ -17,36 +17,131 @@ Example:
 
 from __future__ import annotations
 
-import csv
-import datetime as _dt
-import io
 import json
-import math
 import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from nucfuse_datasets._config import PathLike
-from nucfuse_datasets._io import atomic_write, load_npy, read_label_image, save_npy, write_tif
+from nucfuse_datasets._evaluation_report import LEADERBOARD_METRICS, EvaluationReport, _meta
+from nucfuse_datasets._labelmap import check_label_map
 from nucfuse_datasets._version import __version__
-from nucfuse_datasets.errors import ArgumentError, InvalidPredictionError, InvalidSourceError
-from nucfuse_datasets.metrics import MetricPolicy, PairResult, aggregate
+from nucfuse_datasets.errors import (
+    ArgumentError,
+    BinaryMaskWarning,
+    InvalidPredictionError,
+    InvalidSourceError,
+    MissingPredictionWarning,
+    PredictionFailedError,
+)
+from nucfuse_datasets.io.config import PathLike
+from nucfuse_datasets.io.files import load_npy, read_label_image, save_npy, write_tif
+from nucfuse_datasets.metrics import MetricPolicy, PairResult
 
 if TYPE_CHECKING:  # pragma: no cover
     from nucfuse_datasets.composite import NucFuseTest
 
-__all__ = ["LEADERBOARD_METRICS", "EvaluationReport", "check_prediction", "evaluate", "evaluate_folder"]
+__all__ = [
+    "LEADERBOARD_METRICS",
+    "EvaluationReport",
+    "check_prediction",
+    "evaluate",
+    "evaluate_folder",
+    "label_components",
+]
 
-#: Columns of the leaderboard table (the paper reports PQ, AJI and Dice = dice_2).
-LEADERBOARD_METRICS = ("pq", "dq", "sq", "aji", "dice_2", "precision", "recall")
 PREDICTION_SUFFIXES = (".npy", ".tif", ".tiff", ".png")
+#: An id in this many separate (8-connected) pieces or more marks a binary mask passed as an instance map.
+BINARY_MASK_PIECES = 5
+#: Maps with more distinct ids than this are taken as instance maps and not inspected for that tell.
+FEW_IDS = 16
+_EIGHT = np.ones((3, 3), bool)
+
+
+def _pieces(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Foreground mask and, per foreground pixel, the index of its (connected component, id) piece."""
+    from scipy import ndimage
+
+    fg = arr > 0
+    comp, _ = ndimage.label(fg, structure=_EIGHT)
+    key = comp[fg].astype(np.int64) * (int(arr.max()) + 1 if arr.size else 1) + arr[fg].astype(np.int64)
+    return fg, key
+
+
+def label_components(pred: Any) -> np.ndarray:
+    """An instance map in which every 8-connected piece of every id is its own instance (ids 1..N).
+
+    For users who only have binary (0/1 or boolean) masks: each connected blob becomes one nucleus. Ids of a proper
+    instance map survive as they are, except that an id in several separate pieces is split.
+
+    Example:
+        >>> import numpy as np
+        >>> mask = np.array([[1, 1, 0, 1], [0, 0, 0, 1], [1, 0, 0, 0]], np.uint8)
+        >>> label_components(mask).tolist()
+        [[1, 1, 0, 2], [0, 0, 0, 2], [3, 0, 0, 0]]
+    """
+    arr = np.asarray(pred)
+    if arr.dtype == np.bool_:
+        arr = arr.astype(np.uint8)
+    out = np.zeros(arr.shape, np.int32)
+    if not arr.size or not arr.any():
+        return out
+    fg, key = _pieces(arr)
+    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    order = np.argsort(np.argsort(first))  # number pieces in raster order of their first pixel
+    out[fg] = order[inverse.ravel()] + 1
+    return out
+
+
+def _most_pieces(arr: np.ndarray) -> tuple[int, int]:
+    """``(id, number of separate pieces)`` of the id split into the most pieces.
+
+    Only maps with at most :data:`FEW_IDS` distinct ids are inspected (a binary or class map has one or a few;
+    a real instance map has many, and skipping it keeps scoring fast); others, and empty maps, give ``(0, 0)``.
+    """
+    if not arr.size:
+        return 0, 0
+    top = int(arr.max())
+    if top == 0:
+        return 0, 0
+    n_ids = np.count_nonzero(np.bincount(arr.ravel())[1:]) if top < 1 << 24 else np.unique(arr).size - 1
+    if n_ids > FEW_IDS:
+        return 0, 0
+    _, key = _pieces(arr)
+    span = int(key.max()) + 1
+    pairs = np.flatnonzero(np.bincount(key, minlength=span)) if span <= 1 << 24 else np.unique(key)  # bincount: fast
+    ids = pairs % (int(arr.max()) + 1)
+    counts = np.bincount(ids)
+    worst = int(np.argmax(counts))
+    return worst, int(counts[worst])
+
+
+def _as_instances(raw: Any, shape: tuple[int, int], where: str, components: bool) -> np.ndarray:
+    """Check one prediction; label its components (``components=True``) or warn when it looks binary."""
+    if components:
+        if hasattr(raw, "detach"):
+            raw = raw.detach().cpu().numpy()
+        arr = np.asarray(raw)
+        arr = check_prediction(arr.astype(np.uint8) if arr.dtype == np.bool_ else arr, shape, where)
+        return label_components(arr)
+    arr = check_prediction(raw, shape, where)
+    worst, pieces = _most_pieces(arr)
+    if pieces >= BINARY_MASK_PIECES:
+        warnings.warn(
+            BinaryMaskWarning(
+                f"{where}: id {worst} of the prediction covers {pieces} separate regions, so it is scored as one "
+                "giant nucleus; this looks like a binary 0/1 mask passed as an instance map. Return one id per "
+                "nucleus, or pass label_components=True (CLI: --label-components) to label connected components."
+            ),
+            stacklevel=3,
+        )
+    return arr
 
 
 def check_prediction(pred: Any, shape: tuple[int, int], where: str) -> np.ndarray:
@@ -62,248 +157,17 @@ def check_prediction(pred: Any, shape: tuple[int, int], where: str) -> np.ndarra
         >>> import numpy as np
         >>> check_prediction(np.zeros((2, 3), np.uint16), (2, 3), "demo/x").dtype
         dtype('uint16')
+
+    See also :func:`label_components` for binary masks.
     """
-    if hasattr(pred, "detach"):  # torch tensor
-        pred = pred.detach().cpu().numpy()
-    try:
-        arr = np.asarray(pred)
-    except Exception as exc:  # pragma: no cover - exotic objects
-        raise InvalidPredictionError(f"{where}: prediction is not an array ({type(pred).__name__}: {exc})") from None
-    if arr.dtype == object or arr.ndim == 0:
-        raise InvalidPredictionError(f"{where}: prediction must be an H×W integer array, got {type(pred).__name__}")
-    if arr.shape != tuple(shape):
-        raise InvalidPredictionError(
-            f"{where}: prediction has shape {arr.shape}, the image is {shape[0]}×{shape[1]} "
-            "(return an H×W instance map)"
-        )
-    if arr.dtype == np.bool_:
-        raise InvalidPredictionError(
-            f"{where}: prediction is a boolean mask; return an instance map (0 = background, 1..N = nuclei)"
-        )
-    if not np.issubdtype(arr.dtype, np.integer):
-        raise InvalidPredictionError(
-            f"{where}: prediction has dtype {arr.dtype}; instance maps must be integer (cast with .astype(np.int32))"
-        )
-    if arr.size and np.issubdtype(arr.dtype, np.signedinteger) and int(arr.min()) < 0:
-        raise InvalidPredictionError(f"{where}: prediction has negative ids (min {int(arr.min())})")
-    return arr
-
-
-@dataclass
-class EvaluationReport:
-    """Scores of one model on NucFuse-test: per image, per subset and overall.
-
-    Attributes:
-        per_image: one dict per tile: ``subset``, ``sample_id``, ``height``, ``width`` and every field of
-            :meth:`PairResult.to_dict <nucfuse_datasets.metrics.PairResult.to_dict>` (counts and metrics).
-        per_dataset: subset -> ``{"mean": ..., "pooled": ...}`` aggregates.
-        overall: ``{"mean": ..., "pooled": ...}`` over all tiles (the paper's number is ``overall["mean"]``).
-        meta: library version, metric policy, id-list hashes, model and training-set labels, timing.
-
-    Example:
-        >>> import numpy as np
-        >>> from nucfuse_datasets.metrics import MetricPolicy, evaluate_pair
-        >>> gt = np.array([[1, 1, 0, 2, 2]])
-        >>> report = EvaluationReport.from_results(
-        ...     [("demo", "a", (1, 5)), ("demo", "b", (1, 5))],
-        ...     [evaluate_pair(gt, gt), evaluate_pair(gt, 0 * gt)], MetricPolicy(), meta={"model": "m"})
-        >>> round(report.overall["mean"]["pq"], 3), report.overall["pooled"]["tp"]
-        (0.5, 2)
-    """
-
-    per_image: list[dict[str, Any]]
-    per_dataset: dict[str, dict[str, dict[str, float]]]
-    overall: dict[str, dict[str, float]]
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    # ------------------------------------------------------------------ building
-    @classmethod
-    def from_results(
-        cls,
-        keys: Sequence[tuple[str, str, tuple[int, int]]],
-        results: Sequence[PairResult],
-        policy: MetricPolicy,
-        meta: dict[str, Any],
-    ) -> EvaluationReport:
-        """Assemble a report from ``(subset, sample_id, shape)`` keys and their per-image results."""
-        per_image = [
-            {"subset": s, "sample_id": i, "height": hw[0], "width": hw[1], **r.to_dict()}
-            for (s, i, hw), r in zip(keys, results, strict=True)
-        ]
-        subsets = list(dict.fromkeys(s for s, _, _ in keys))
-        per_dataset = {
-            s: _aggregates([r for (k, _, _), r in zip(keys, results, strict=True) if k == s], policy) for s in subsets
-        }
-        return cls(per_image, per_dataset, _aggregates(list(results), policy), meta)
-
-    def results(self) -> list[PairResult]:
-        """The per-image :class:`PairResult` objects (rebuilt from the stored counts)."""
-        drop = ("subset", "sample_id", "height", "width")
-        return [PairResult.from_dict({k: v for k, v in row.items() if k not in drop}) for row in self.per_image]
-
-    def reaggregate(self, policy: MetricPolicy) -> dict[str, dict[str, dict[str, float]]]:
-        """Aggregates under another empty-image/aggregation policy, from the stored per-image counts."""
-        res = self.results()
-        out = {}
-        for subset in self.per_dataset:
-            out[subset] = policy.aggregate(
-                [r for r, row in zip(res, self.per_image, strict=True) if row["subset"] == subset]
-            )
-        out["overall"] = policy.aggregate(res)
-        return {"aggregated": out}
-
-    # ------------------------------------------------------------------ views
-    def leaderboard(
-        self, metrics: Sequence[str] = LEADERBOARD_METRICS, aggregation: str = "mean", scale: float = 100.0
-    ) -> list[dict[str, Any]]:
-        """One row per subset plus ``overall``: the chosen metrics (×100 by default, as the paper reports)."""
-        if aggregation not in ("mean", "pooled"):
-            raise ArgumentError(f"aggregation must be 'mean' or 'pooled', got {aggregation!r}")
-        rows = []
-        for name, agg in [*self.per_dataset.items(), ("overall", self.overall)]:
-            values = agg[aggregation]
-            rows.append(
-                {"subset": name, "n_images": int(values["n_images"]), **{m: values[m] * scale for m in metrics}}
-            )
-        return rows
-
-    def to_markdown(self, metrics: Sequence[str] = LEADERBOARD_METRICS, aggregation: str = "mean") -> str:
-        """The leaderboard as a Markdown table (×100, two decimals)."""
-        title = self.meta.get("model") or "model"
-        lines = [
-            f"NucFuse-test — {title} ({aggregation} over images; ×100)",
-            "",
-            "| subset | images | "
-            + " | ".join(m.upper() if m in ("pq", "dq", "sq", "aji") else m for m in metrics)
-            + " |",
-            "|---|---:|" + "---:|" * len(metrics),
-        ]
-        for row in self.leaderboard(metrics, aggregation):
-            cells = [_fmt(row[m]) for m in metrics]
-            name = f"**{row['subset']}**" if row["subset"] == "overall" else row["subset"]
-            lines.append(f"| {name} | {row['n_images']} | " + " | ".join(cells) + " |")
-        return "\n".join(lines) + "\n"
-
-    def to_rows(self, scale: float = 100.0) -> list[dict[str, Any]]:
-        """Result rows for :mod:`nucfuse_datasets.analysis` (model, train_set, test_subset, metrics ×100)."""
-        model = self.meta.get("model") or "model"
-        train_set = self.meta.get("train_set") or "unknown"
-        return [
-            {
-                "model": model,
-                "train_set": train_set,
-                "test_subset": r["subset"],
-                **{m: r[m] for m in LEADERBOARD_METRICS},
-            }
-            for r in self.leaderboard(scale=scale)
-        ]
-
-    # ------------------------------------------------------------------ serialisation
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable dict (NaN written as ``null``)."""
-        return _nan_to_none(
-            {"meta": self.meta, "overall": self.overall, "per_dataset": self.per_dataset, "per_image": self.per_image}
-        )
-
-    def to_json(self, path: PathLike | None = None) -> str:
-        """The report as JSON text; written atomically to ``path`` when given."""
-        text = json.dumps(self.to_dict(), indent=1)
-        if path is not None:
-            with atomic_write(path, "w") as fh:
-                fh.write(text)
-        return text
-
-    @classmethod
-    def from_json(cls, text: str) -> EvaluationReport:
-        """Rebuild a report from :meth:`to_json` output."""
-        data = json.loads(text)
-        try:
-            return cls(
-                per_image=data["per_image"],
-                per_dataset=_none_to_nan(data["per_dataset"]),
-                overall=_none_to_nan(data["overall"]),
-                meta=data.get("meta", {}),
-            )
-        except (KeyError, TypeError) as exc:
-            raise InvalidSourceError(f"not an evaluation report ({exc})") from None
-
-    def to_csv(self, path: PathLike | None = None) -> str:
-        """Per-image rows as CSV (every count and metric); written atomically to ``path`` when given."""
-        buf = io.StringIO()
-        keys = [k for k in self.per_image[0] if k not in ("pairs", "pair_ious")] if self.per_image else []
-        writer = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore", lineterminator="\n")
-        writer.writeheader()
-        for row in self.per_image:
-            writer.writerow(row)
-        text = buf.getvalue()
-        if path is not None:
-            with atomic_write(path, "w") as fh:
-                fh.write(text)
-        return text
-
-    def save(self, folder: PathLike, stem: str = "report") -> dict[str, Path]:
-        """Write ``<stem>.json``, ``<stem>.csv`` and ``<stem>.md`` into ``folder``."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        paths = {ext: folder / f"{stem}.{ext}" for ext in ("json", "csv", "md")}
-        self.to_json(paths["json"])
-        self.to_csv(paths["csv"])
-        with atomic_write(paths["md"], "w") as fh:
-            fh.write(self.to_markdown())
-        return paths
-
-
-def _fmt(v: float) -> str:
-    return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2f}"
-
-
-def _aggregates(results: Sequence[PairResult], policy: MetricPolicy) -> dict[str, dict[str, float]]:
-    if not results:
-        return {}
-    mean = aggregate(results, mode="mean", empty=policy.empty)
-    pooled = aggregate(
-        results, mode="pooled", empty=policy.empty, eps=policy.pooled_eps if policy.aggregation == "pooled" else 0.0
+    return check_label_map(
+        pred,
+        f"{where}: prediction",
+        InvalidPredictionError,
+        shape=tuple(shape),
+        bool_hint="; return an instance map (0 = background, 1..N = nuclei), or pass label_components=True "
+        "(CLI: --label-components) to make each connected component a nucleus",
     )
-    return {"mean": mean, "pooled": pooled}
-
-
-def _nan_to_none(obj: Any) -> Any:
-    if isinstance(obj, float) and math.isnan(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _nan_to_none(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_nan_to_none(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    return obj
-
-
-def _none_to_nan(obj: Any) -> Any:
-    if obj is None:
-        return math.nan
-    if isinstance(obj, dict):
-        return {k: _none_to_nan(v) for k, v in obj.items()}
-    return obj
-
-
-def _meta(
-    test: NucFuseTest, policy: MetricPolicy, use_ignore: bool, model: str | None, train_set: str | None
-) -> dict[str, Any]:
-    return {
-        "library_version": __version__,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "policy": policy.to_dict(),
-        "use_ignore": use_ignore,
-        "aggregations": {"mean": "mean of per-image values (the paper's)", "pooled": "ratios of summed counts"},
-        "test_ids_sha256": test.ids_sha256,
-        "subsets": {
-            tag: {"n": len(sel.ids), "ids_sha256": sel.sha256, "source": sel.source, "pool": sel.pool}
-            for tag, sel in test.selections.items()
-        },
-        "model": model,
-        "train_set": train_set,
-    }
 
 
 def _progress(n: int, desc: str, progress: bool | None) -> Any:
@@ -321,6 +185,7 @@ def evaluate(
     model: str | None = None,
     train_set: str | None = None,
     progress: bool | None = None,
+    label_components: bool = False,
 ) -> EvaluationReport:
     """Run ``predict_fn`` on every NucFuse-test tile and score it.
 
@@ -332,9 +197,12 @@ def evaluate(
         model: label stored in the report (and used by the analyses).
         train_set: training-set label stored in the report (``"top9"``, ``"monuseg"``...).
         progress: progress bar.
+        label_components: ``predict_fn`` returns binary masks: each connected component becomes one instance.
+            Without it, an id spread over many separate regions (a 0/1 mask) gets a :class:`BinaryMaskWarning`.
 
     Raises:
         InvalidPredictionError: a prediction has the wrong shape or dtype, or negative ids; the message names the tile.
+        PredictionFailedError: ``predict_fn`` raised; the message names the tile and the error is chained.
 
     Example:
         >>> import numpy as np
@@ -354,7 +222,16 @@ def evaluate(
             sample = test.load_sample(i)
             subset = str(sample.meta.extra.get("subset", sample.meta.dataset))
             where = f"{subset}/{sample.meta.sample_id}"
-            pred = check_prediction(predict_fn(sample.image), sample.shape, where)
+            try:
+                raw = predict_fn(sample.image)
+            except Exception as exc:
+                origin = f", from {sample.meta.original_file}" if sample.meta.original_file else ""
+                raise PredictionFailedError(
+                    f"{where}: predict_fn raised {type(exc).__name__}: {exc} (on the {sample.shape[0]}×"
+                    f"{sample.shape[1]} RGB uint8 image of tile {where}{origin}); the chained traceback shows where. "
+                    "Fix predict_fn, then evaluate again."
+                ) from exc
+            pred = _as_instances(raw, sample.shape, where, label_components)
             results.append(policy.evaluate(sample.instances, pred, ignore=sample.ignore if use_ignore else None))
             keys.append((subset, sample.meta.sample_id, sample.shape))
             bar.update(1)
@@ -389,6 +266,7 @@ def evaluate_folder(
     model: str | None = None,
     train_set: str | None = None,
     progress: bool | None = None,
+    label_components: bool = False,
 ) -> EvaluationReport:
     """Score saved predictions: ``<subset>__<sample_id>`` (or ``<sample_id>``) ``.npy``/``.tif``/``.png`` files.
 
@@ -401,9 +279,14 @@ def evaluate_folder(
         model: label for the report.
         train_set: training-set label for the report.
         progress: progress bar.
+        label_components: the files are binary masks: each connected component becomes one instance.
 
     Raises:
         InvalidPredictionError: a prediction is missing (with ``missing="error"``), unreadable or invalid.
+
+    Warns:
+        MissingPredictionWarning: ``missing="empty"`` and some tiles have no file.
+        BinaryMaskWarning: a prediction's id covers many separate regions (a 0/1 mask).
 
     Example:
         >>> from nucfuse_datasets import NucFuseTest
@@ -432,6 +315,14 @@ def evaluate_folder(
             f"{folder}: no prediction for {len(absent)} of {len(test)} tiles (e.g. {absent[:3]}); expected files "
             f"named <subset>__<sample_id>.npy (or .tif/.png)"
         )
+    if absent:
+        warnings.warn(
+            MissingPredictionWarning(
+                f"{folder}: no prediction for {len(absent)} of {len(test)} tiles (e.g. {absent[:3]}); they are "
+                "scored as empty maps (missing='empty')"
+            ),
+            stacklevel=2,
+        )
 
     policy = policy or MetricPolicy()
     keys, results = [], []
@@ -443,7 +334,7 @@ def evaluate_folder(
             where = f"{subset}/{sample.meta.sample_id}"
             p = paths[i]
             raw = np.zeros(sample.shape, np.int32) if p is None else _load_prediction(p)
-            pred = check_prediction(raw, sample.shape, f"{where} ({p})" if p else where)
+            pred = _as_instances(raw, sample.shape, f"{where} ({p})" if p else where, label_components)
             results.append(policy.evaluate(sample.instances, pred, ignore=sample.ignore if use_ignore else None))
             keys.append((subset, sample.meta.sample_id, sample.shape))
             bar.update(1)

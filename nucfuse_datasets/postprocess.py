@@ -441,7 +441,8 @@ def sliding_window_predict(
         for (y, x), o in zip(chunk, out, strict=True):
             acc[:, y : y + tile, x : x + tile] += o * window
             weight[y : y + tile, x : x + tile] += window
-    assert acc is not None
+    if acc is None:
+        raise ArgumentError(f"image of {h}×{w} px has no tile to predict")
     return (acc / weight)[:, :h, :w]
 
 
@@ -521,6 +522,7 @@ def predict_instances(
             if maps.shape[0] != 3:
                 raise ArgumentError(f"model_fn must return 3 channels [prob, h, v], got {maps.shape[0]}")
     maps_np = maps.float().cpu().numpy()
-    assert maps_np.shape == (3, h, w)
+    if maps_np.shape != (3, h, w):
+        raise ArgumentError(f"model_fn maps have shape {maps_np.shape}, expected (3, {h}, {w})")
     inst = hv_watershed(maps_np[0], maps_np[1:3], **postprocess)
     return (inst, maps_np) if return_maps else inst

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from nucfuse_datasets import paper
 from nucfuse_datasets._registry import PAPER_RANKING
 from nucfuse_datasets.errors import ArgumentError
 
@@ -56,18 +57,12 @@ KFOLD_SEED = 42
 #: Base seed of the NucFuse-test draws (the paper's arXiv number); each dataset adds crc32(name).
 SELECTION_SEED = (2601, 20104)
 
-#: Table 2 of the paper: PQ (×100) on NucFuse-test of HoVerNeXt / CellViT trained on one dataset.
+#: Table 2 of the paper: PQ (×100) on NucFuse-test of HoVerNeXt / CellViT trained on one dataset. A view of
+#: :func:`nucfuse_datasets.paper.table2`, kept for existing code.
 PAPER_TABLE2_PQ: dict[str, tuple[float, float]] = {
-    "pcns": (55.66, 55.14),
-    "puma": (55.75, 54.74),
-    "monuseg": (53.38, 55.11),
-    "cpm17": (51.86, 51.58),
-    "tnbc": (46.39, 48.67),
-    "nuinsseg": (44.92, 48.54),
-    "consep": (46.41, 44.97),
-    "monusac": (47.28, 40.40),
-    "dsb2018": (43.83, 38.44),
-    "cryonuseg": (35.57, 40.82),
+    d: (pq[d, "HoVerNeXt"], pq[d, "CellViT"])
+    for pq in [{(r.dataset, r.model): r.pq for r in paper.table2()}]
+    for d in PAPER_RANKING
 }
 
 

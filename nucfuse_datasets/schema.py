@@ -195,7 +195,8 @@ class Sample(BaseModel):
                 raise InvalidSampleError(
                     f"{where}: classes has {self.classes.size} entries but the largest id is {top}"
                 )
-            assert self.class_names is not None
+            if self.class_names is None:
+                raise InvalidSampleError(f"{where}: classes given without class_names")
             if self.classes.size and (int(self.classes.min()) < 0 or int(self.classes.max()) >= len(self.class_names)):
                 raise InvalidSampleError(f"{where}: class ids must index class_names {self.class_names}")
         return self
@@ -258,6 +259,10 @@ def collate(batch: Sequence[Sample | dict[str, Any]]) -> dict[str, Any]:
     ``ignore`` is stacked the same way (``None`` entries become all-False masks when at
     least one sample has a mask). ``classes`` and ``meta`` stay per-sample lists.
 
+    The batch is assembled in one contiguous numpy buffer (channels moved to the front while
+    copying) and wrapped as a tensor without a further copy, so no multi-threaded
+    ``torch.stack`` of permuted views runs, which stalls when the cores are busy.
+
     Example:
         >>> import numpy as np
         >>> from torch.utils.data import DataLoader
@@ -275,10 +280,15 @@ def collate(batch: Sequence[Sample | dict[str, Any]]) -> dict[str, Any]:
     same = len(shapes) == 1
 
     def stack(arrays: list[np.ndarray], chw: bool = False) -> Any:
-        tensors = [torch.from_numpy(np.ascontiguousarray(a)) for a in arrays]
-        if chw:
-            tensors = [t.permute(2, 0, 1) for t in tensors]
-        return torch.stack(tensors) if same else tensors
+        if not same:
+            return [torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1) if chw else a)) for a in arrays]
+        first = arrays[0]
+        shape = (first.shape[2], *first.shape[:2]) if chw else first.shape
+        dtype = np.result_type(*arrays)
+        out = np.empty((len(arrays), *shape), dtype=dtype)
+        for k, a in enumerate(arrays):
+            out[k] = a.transpose(2, 0, 1) if chw else a
+        return torch.from_numpy(out)
 
     out: dict[str, Any] = {
         "image": stack([np.asarray(it["image"]) for it in items], chw=True),

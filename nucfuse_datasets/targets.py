@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from nucfuse_datasets._labelmap import check_label_map, relabel
 from nucfuse_datasets.errors import ArgumentError
 from nucfuse_datasets.schema import Sample
 
@@ -55,26 +56,13 @@ __all__ = [
 
 
 def _check_instances(instances: Any) -> np.ndarray:
-    arr = np.asarray(instances)
-    if arr.ndim != 2:
-        raise ArgumentError(f"instances must be a 2-D H×W map, got shape {arr.shape}")
-    if not np.issubdtype(arr.dtype, np.integer):
-        raise ArgumentError(f"instances must hold integer ids, got dtype {arr.dtype}")
-    if arr.size and int(arr.min()) < 0:
-        raise ArgumentError("instance ids must be >= 0")
-    return arr
+    return check_label_map(instances, "instances", ArgumentError)
 
 
 def _dense_labels(flat: np.ndarray) -> tuple[np.ndarray, int]:
     """Labels usable as ``np.bincount`` indices (0 stays 0) and the number of bins."""
-    top = int(flat.max()) if flat.size else 0
-    if top <= 4 * flat.size + 1:
-        return flat.astype(np.intp, copy=False), top + 1
-    # Huge sparse ids: compact them first (0 maps to 0 because it is the smallest value).
-    uniq, inverse = np.unique(flat, return_inverse=True)
-    if uniq[0] != 0:
-        inverse = inverse + 1
-    return inverse.astype(np.intp, copy=False), int(inverse.max()) + 1
+    dense = relabel(flat)
+    return dense.labels.astype(np.intp, copy=False), dense.n + 1
 
 
 def _normalise_signed(rel: np.ndarray, labels: np.ndarray, n_bins: int) -> np.ndarray:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from nucfuse_datasets._download import use_downloader
-from nucfuse_datasets._io import sha256_file
 from nucfuse_datasets._registry import get_dataset_class
+from nucfuse_datasets.io.download import use_downloader
+from nucfuse_datasets.io.files import sha256_file
 from tests.fakedata import FakeData, generators
 
 REALDATA = Path(__file__).resolve().parents[1].parent / "shared" / "realdata"

@@ -6,8 +6,8 @@ import zipfile
 
 import pytest
 
-from nucfuse_datasets._archive import extract_archive
 from nucfuse_datasets.errors import InvalidSourceError, UnsafeArchiveError
+from nucfuse_datasets.io.archive import extract_archive
 
 
 def _zip(path, entries):

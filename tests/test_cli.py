@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 
 from nucfuse_datasets.cli import main
-from nucfuse_datasets.store import PreparedStore
+from nucfuse_datasets.io.store import PreparedStore
 from tests.conftest import copy_native
 
 

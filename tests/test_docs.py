@@ -307,3 +307,32 @@ def test_skip_markers_are_parsed(tmp_path: Path) -> None:
         (9, "b = 2\n", "needs a GPU"),
         (15, "c = a + 1\n", None),
     ]
+
+
+def test_readme_catalogue_is_generated_from_the_registry() -> None:
+    hook = _load_hook()
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    assert hook.readme_with_catalogue(text) == text, (
+        "README.md's dataset table drifted from the registry; run `python docs/hooks/nucfuse_docs.py --write-readme`"
+    )
+    block = text[text.index(hook.README_START) : text.index(hook.README_END)]
+    assert [f"`{n}`" for n in nf.list_datasets()] == re.findall(r"^\| (`[a-z0-9_]+`) \|", block, flags=re.M)
+
+
+def test_every_registered_dataset_has_its_three_places() -> None:
+    # docs/contributing.md: a dataset is its module, its fake generator (which declares its bad inputs) and its
+    # docs narrative; everything else (README and docs tables, contract, five-path and bad-input tests) follows
+    from tests.fakedata import generators
+
+    contributing = (DOCS / "contributing.md").read_text(encoding="utf-8")
+    assert "three places" in contributing
+    fakes = generators()
+    for name in nf.list_datasets():
+        cls = nf.get_dataset_class(name)
+        module = REPO / Path(*cls.__module__.split(".")).with_suffix(".py")
+        assert module.is_file() and module.stem == name, f"{name}: not in nucfuse_datasets/datasets/{name}.py"
+        assert (DOCS / "datasets" / f"{name}.md").is_file(), f"{name}: no docs/datasets/{name}.md"
+        if cls.resources:  # generated datasets (synthetic) have no native files to fake
+            assert name in fakes, f"{name}: no tests/fakedata/{name}.py"
+            module_of_fake = importlib.import_module(f"tests.fakedata.{name}")
+            assert module_of_fake.bad_inputs(), f"{name}: tests/fakedata/{name}.py declares no bad inputs"

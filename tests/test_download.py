@@ -8,16 +8,16 @@ from pathlib import Path
 import pytest
 import requests
 
-from nucfuse_datasets import _download as dl
-from nucfuse_datasets._download import (
+from nucfuse_datasets.errors import ChecksumError, DownloadError, OfflineError, UnexpectedContentError
+from nucfuse_datasets.io import download as dl
+from nucfuse_datasets.io.download import (
     GoogleDriveTransport,
     Resource,
     drive_confirm_request,
     fetch,
     use_downloader,
 )
-from nucfuse_datasets._io import md5_file, sha256_file
-from nucfuse_datasets.errors import ChecksumError, DownloadError, OfflineError, UnexpectedContentError
+from nucfuse_datasets.io.files import md5_file, sha256_file
 
 PAYLOAD = b"PK\x03\x04" + bytes(range(256)) * 40
 HTML = b"<!DOCTYPE html><html><head><title>Google Drive - Quota exceeded</title></head><body>x</body></html>"
@@ -118,13 +118,35 @@ def test_offline_flag(tmp_path, monkeypatch):
 
 
 def test_trust_on_first_use(tmp_path):
+    plain = res(sha256=None, kind="file")  # an archive without a hash must also be a readable archive (below)
     with use_downloader(serve({"https://a.invalid/data.zip": PAYLOAD})):
-        path = fetch(res(sha256=None), tmp_path, progress=False)
+        path = fetch(plain, tmp_path, progress=False)
     assert dl.recorded_hash(tmp_path, "data.zip") == sha256_file(path)
-    dl.verify_file(res(sha256=None), path)  # same bytes: fine
+    dl.verify_file(plain, path)  # same bytes: fine
     path.write_bytes(PAYLOAD + b"changed")
     with pytest.raises(ChecksumError, match="recorded on first use"):
-        dl.verify_file(res(sha256=None), path)
+        dl.verify_file(plain, path)
+
+
+def test_unhashed_archive_that_is_no_archive_is_refused_and_not_recorded(tmp_path):
+    """Issue 15: a 5 KB garbage "zip" without a published hash was kept and its hash recorded."""
+    with use_downloader(serve({"https://a.invalid/data.zip": PAYLOAD})), pytest.raises(UnexpectedContentError) as info:
+        fetch(res(sha256=None), tmp_path, progress=False)
+    message = str(info.value)
+    assert "neither a zip nor a tar" in message
+    assert f"place it as {tmp_path / 'data.zip'}" in message  # where a hand-downloaded copy goes
+    assert not (tmp_path / "data.zip").exists()
+    assert dl.recorded_hash(tmp_path, "data.zip") is None
+
+
+def test_online_failure_says_where_to_put_a_hand_download(tmp_path):
+    """Issue 15: only the offline message said where to place the file; a network failure now does too."""
+    failing = serve({"https://a.invalid/data.zip": requests.ConnectionError("connection refused")})
+    with use_downloader(failing), pytest.raises(DownloadError) as info:
+        fetch(res(page="https://example.org/dataset"), tmp_path, progress=False)
+    message = str(info.value)
+    assert "connection refused" in message
+    assert f"from https://example.org/dataset and place it as {tmp_path / 'data.zip'}" in message
 
 
 def test_md5_used_when_no_sha256(tmp_path, payload):
@@ -228,3 +250,11 @@ def test_real_http_download_through_pooch(tmp_path, payload):
     finally:
         dl.set_downloader(previous)
         server.shutdown()
+
+
+def test_a_programming_error_in_a_mirror_is_not_a_mirror_failure(tmp_path):
+    # only transport failures move on to the next mirror; a bug (here a TypeError) propagates unchanged
+    urls = ("https://a.invalid/data.zip", "https://b.invalid/data.zip")
+    mapping = {urls[0]: TypeError("bug in the transport"), urls[1]: PAYLOAD}
+    with use_downloader(serve(mapping)), pytest.raises(TypeError, match="bug in the transport"):
+        fetch(res(urls=urls), tmp_path, progress=False)

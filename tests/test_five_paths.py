@@ -17,7 +17,7 @@ def _check(ds, fake) -> None:
     assert len(ds) == fake.tiles[split]
     if split in fake.nuclei:
         assert sum(ds.n_instances(i) for i in range(len(ds))) == fake.nuclei[split]
-    from nucfuse_datasets.store import PreparedStore
+    from nucfuse_datasets.io.store import PreparedStore
 
     counts = PreparedStore(ds.store_path).counts
     assert counts["all"]["tiles"] == fake.tiles["all"]  # every tile counted once in the manifest

@@ -262,12 +262,79 @@ def test_lookup_table_relabel_path_agrees(
 def test_unique_relabel_and_sparse_table_paths_agree(
     oracle_maps: dict[str, np.ndarray], oracle_results: dict[str, PairResult], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("nucfuse_datasets.metrics._relabel.LUT_MAX_ID", 0)
+    monkeypatch.setattr("nucfuse_datasets._labelmap.LUT_MAX_ID", 0)
     monkeypatch.setattr("nucfuse_datasets.metrics._table.TABLE_PIXEL_FACTOR", 0)
     monkeypatch.setattr("nucfuse_datasets.metrics._table.TABLE_MIN_CELLS", 0)
     for cid in CASE_IDS:
         r = evaluate_pair(oracle_maps[f"{cid}__gt"], oracle_maps[f"{cid}__pred"], return_pairs=True)
         assert _all_values(r) == _all_values(oracle_results[cid]), cid
+
+
+@pytest.mark.parametrize(
+    ("table_fraction", "run_fraction"),
+    [(float("inf"), 1.0), (0.0, 2.0), (0.0, 0.0)],
+    ids=["bincount-table", "run-length", "noise-fallback"],
+)
+def test_joint_key_paths_agree(
+    oracle_maps: dict[str, np.ndarray],
+    oracle_results: dict[str, PairResult],
+    monkeypatch: pytest.MonkeyPatch,
+    table_fraction: float,
+    run_fraction: float,
+) -> None:
+    # The table from the original ids has three ways to count the joint keys: one bincount,
+    # run-length encoding + a sort of the runs, and the bincount again when the runs are too
+    # many. Each must give the oracle-checked results exactly.
+    monkeypatch.setattr("nucfuse_datasets.metrics._table.RUN_MAX_TABLE_FRACTION", table_fraction)
+    monkeypatch.setattr("nucfuse_datasets.metrics._table.RUN_MAX_FRACTION", run_fraction)
+    for cid in CASE_IDS:
+        r = evaluate_pair(oracle_maps[f"{cid}__gt"], oracle_maps[f"{cid}__pred"], return_pairs=True)
+        assert _all_values(r) == _all_values(oracle_results[cid]), cid
+
+
+def test_assignment_matches_full_dense_solver() -> None:
+    # Taking the isolated pairs directly and solving the rest on the rows/columns involved must
+    # give the same pairs as linear_sum_assignment on the full T x P matrix (random weights: no ties).
+    from scipy.optimize import linear_sum_assignment
+
+    from nucfuse_datasets.metrics._assign import max_weight_pairs
+
+    rng = np.random.default_rng(7)
+    for trial in range(40):
+        n_r, n_c = int(rng.integers(1, 60)), int(rng.integers(1, 60))
+        mat = np.zeros((n_r, n_c))
+        for _ in range(int(rng.integers(1, 2 * max(n_r, n_c)))):
+            mat[rng.integers(n_r), rng.integers(n_c)] = rng.uniform(0.01, 1.0)
+        rows, cols = np.nonzero(mat)
+        hit = max_weight_pairs(rows, cols, mat[rows, cols], n_r, n_c)
+        r, c = linear_sum_assignment(-mat)
+        keep = mat[r, c] > 0
+        ours = sorted(zip(rows[hit].tolist(), cols[hit].tolist(), strict=True))
+        assert ours == sorted(zip(r[keep].tolist(), c[keep].tolist(), strict=True))
+        assert trial >= 0
+
+
+def test_agrees_with_stardist_matching() -> None:
+    # stardist's matching (reference library; optional `bench` extra) counts IoU >= threshold,
+    # our match="inclusive". From 0.5 up matching is unique, so the counts must agree; below 0.5
+    # the definitions differ (stardist first maximises the number of matches, HoVerNet the IoU sum).
+    matching = pytest.importorskip("stardist.matching", reason="stardist (bench extra) not installed").matching
+    rng = np.random.default_rng(11)
+    yy, xx = np.mgrid[:96, :96]
+    for _ in range(30):
+        gt, pred = np.zeros((96, 96), np.int32), np.zeros((96, 96), np.int32)
+        for k in range(1, 31):
+            cy, cx, rad = *rng.uniform(0, 96, 2), rng.uniform(2, 7)
+            gt[(yy - cy) ** 2 + (xx - cx) ** 2 <= rad**2] = k
+            jy, jx, s = *rng.normal(0, 1.5, 2), rng.uniform(0.7, 1.3)
+            if rng.uniform() > 0.1:
+                pred[(yy - cy - jy) ** 2 + (xx - cx - jx) ** 2 <= (rad * s) ** 2] = 100 + k
+        for thr in (0.5, 0.7, 0.9):
+            ours = evaluate_pair(gt, pred, match="inclusive", iou_threshold=thr)
+            ref = matching(gt, pred, thresh=thr)
+            assert (ours.tp, ours.fp, ours.fn) == (ref.tp, ref.fp, ref.fn)
+            # stardist sums the IoUs in float32.
+            assert ours.sum_iou == pytest.approx(ref.mean_true_score * ref.n_true, rel=1e-6)
 
 
 def test_component_assignment_path(

@@ -49,7 +49,8 @@ def test_ranking_dry_run_prints_every_run(capsys: pytest.CaptureFixture[str]) ->
     assert trains[0][:3] == ["python", "-m", "examples.hovernext.train"]
     assert trains[-1][2] == "examples.cellvit.train" and "--train-set" in trains[-1]
     evals = [c for c in cmds if c[2].endswith(".evaluate")]
-    assert all("--datasets" not in c for c in evals)  # the paper's datasets = the whole NucFuse-test
+    # the paper's datasets = the whole NucFuse-test, asked for explicitly (evaluate defaults to the training datasets)
+    assert all(c[c.index("--datasets") + 1] == "nucfuse-test" for c in evals)
     assert evals[0][evals[0].index("--checkpoint") + 1] == "runs/exp1/hovernext/pcns/best.pt"
 
 

@@ -272,7 +272,8 @@ def _assert_aligned(sample: Sample, exact: bool = True) -> None:
     dark = img.max(-1) < 100
     if exact:
         assert (dark == fg).all()
-    else:  # interpolated image: check away from nucleus outlines
+    else:  # interpolated image: check away from nucleus outlines, splitting at the colour midpoint (99 + 255) / 2
+        dark = img.max(-1) < 177
         inside = ndimage.binary_erosion(fg, np.ones((3, 3)))
         outside = ndimage.binary_erosion(~fg, np.ones((3, 3)), border_value=1)
         assert dark[inside].mean() > 0.99 and (~dark[outside]).mean() > 0.99
@@ -283,9 +284,8 @@ def test_hovernext_geometric_keeps_alignment():
     aug = HoVerNeXtAugment()
     inst = _instances((64, 64), n=15, seed=3)
     sample = _coded_sample(inst, with_extras=True)
-    rng = np.random.default_rng(0)
     for _ in range(5):
-        out = aug.geometric(sample, aug.sample_affine(64, 64, rng), rng)
+        out = aug.geometric(sample)
         _assert_aligned(out)
         assert set(np.unique(out.instances)) <= set(np.unique(inst))
         assert ((out.ignore) == (out.instances % 2 == 1)).all()
@@ -308,10 +308,9 @@ def test_hovernext_pipeline_recomputes_targets_after_warping():
 
 def test_hovernext_photometric_stays_in_unit_range():
     aug = HoVerNeXtAugment()
-    rng = np.random.default_rng(0)
     x = torch.rand(3, 32, 32)
     for _ in range(6):
-        y = aug.photometric(x, rng)
+        y = aug.photometric(x)
         assert y.shape == x.shape and float(y.min()) >= 0 and float(y.max()) <= 1
 
 

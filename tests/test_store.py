@@ -13,7 +13,7 @@ import pytest
 
 import nucfuse_datasets as nf
 from nucfuse_datasets.errors import CountMismatchWarning, InvalidSourceError, PreparedStoreError
-from nucfuse_datasets.store import FileLock, PreparedStore, RawSample, StoreWriter, relabel_sequential
+from nucfuse_datasets.io.store import FileLock, PreparedStore, RawSample, StoreWriter, relabel_sequential
 from tests.conftest import copy_native
 
 REPO = Path(__file__).resolve().parents[1]
@@ -100,7 +100,7 @@ def test_lock_times_out(tmp_path):
     from nucfuse_datasets.errors import LockTimeoutError
 
     code = (
-        "import sys, time, pathlib; from nucfuse_datasets.store import FileLock; "
+        "import sys, time, pathlib; from nucfuse_datasets.io.store import FileLock; "
         "lock = FileLock(pathlib.Path(sys.argv[1])); lock.acquire(); print('held', flush=True); time.sleep(5)"
     )
     proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / ".lock")], stdout=subprocess.PIPE, cwd=REPO)

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from nucfuse_datasets.datasets._base import NucleiDataset
-from nucfuse_datasets.store import RawSample
+from nucfuse_datasets.io.store import RawSample
 
 
 def squares(h: int, w: int, step: int = 20, size: int = 12, offset: int = 0) -> np.ndarray:

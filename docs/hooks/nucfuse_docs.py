@@ -204,6 +204,34 @@ def catalogue_markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
+README = REPO_ROOT / "README.md"
+README_START = "<!-- nucfuse:readme-catalogue (generated: python docs/hooks/nucfuse_docs.py --write-readme) -->"
+README_END = "<!-- /nucfuse:readme-catalogue -->"
+
+
+def readme_catalogue_markdown() -> str:
+    """The README's dataset table: one row per registered dataset, from ``info()`` (a test fails when it drifts)."""
+    lines = ["| name | dataset | tiles* | nuclei* | licence | download |", "|---|---|---|---|---|---|"]
+    for info in _registry():
+        paper = info["paper_table1"] or {}
+        row = [
+            f"`{info['name']}`",
+            esc(info["title"]),
+            _int(paper.get("tiles")) if paper else "any",
+            _int(paper.get("nuclei")) if paper else "any",
+            esc(info["license"]),
+            download_kind(info),
+        ]
+        lines.append("| " + " | ".join(_cell(c) for c in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def readme_with_catalogue(text: str) -> str:
+    """``text`` (the README) with the block between :data:`README_START` and :data:`README_END` regenerated."""
+    start, end = text.index(README_START) + len(README_START), text.index(README_END)
+    return text[:start] + "\n" + readme_catalogue_markdown() + text[end:]
+
+
 def licence_summary_markdown() -> str:
     """One sentence: which registered datasets are non-commercial and which have an unconfirmed licence."""
     infos = _registry()
@@ -457,3 +485,12 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
             has_citation = re.search(r"^#+ .*citation", markdown, re.IGNORECASE | re.MULTILINE) is not None
             markdown = markdown.rstrip("\n") + "\n" + registry_entry_markdown(name, with_citation=not has_citation)
     return markdown
+
+
+if __name__ == "__main__":  # python docs/hooks/nucfuse_docs.py --write-readme
+    import sys
+
+    if sys.argv[1:] != ["--write-readme"]:
+        raise SystemExit("usage: python docs/hooks/nucfuse_docs.py --write-readme")
+    sys.path.insert(0, str(REPO_ROOT))  # the package of this checkout, not another installed copy
+    README.write_text(readme_with_catalogue(README.read_text(encoding="utf-8")), encoding="utf-8")

@@ -1,167 +1,156 @@
-"""CellViT augmentation as run in NucFuseRank (``recipes.md`` §2.3, §4.5), without albumentations.
+"""CellViT augmentation as run in NucFuseRank (``recipes.md`` §2.3, §4.5), with albumentations as CellViT used it.
 
-Per sample, in this order, on the ``uint8`` image and (for geometric steps) the label maps:
+Per sample, in this order, on the ``uint8`` image and (for geometric steps) the label maps, through
+:class:`nucfuse_datasets.transforms.Albumentations` (masks move with nearest neighbour):
 
-| # | step | p | parameters | implementation |
-|---|---|---|---|---|
-| 1 | RandomRotate90 | 0.5 | k ~ {0, 1, 2, 3} quarter turns | ``np.rot90`` |
-| 2 | HorizontalFlip | 0.5 | | slicing |
-| 3 | VerticalFlip | 0.5 | | slicing |
-| 4 | Downscale | 0.15 | scale 0.5, nearest down and up | index resampling |
-| 5 | Blur | 0.2 | box filter, odd size ~ {3, 5, 7, 9} | ``scipy.ndimage.uniform_filter`` |
-| 6 | GaussNoise | 0.25 | variance ~ U(0, 50) on 0–255, per channel | numpy |
-| 7 | ColorJitter | 0.2 | brightness 0.25, contrast 0.25, saturation 0.1, hue 0.05 | torchvision v2 |
-| 8 | Superpixels | 0.1 | p_replace 0.1, n_segments 200, max_size 128 | own (SLIC, see below) |
-| 9 | ZoomBlur | 0.1 | max_factor 1.05, step 0.01–0.03 | own (see below) |
-| 10 | RandomSizedCrop | 0.1 | side ~ U{128…256}, resized back | bilinear image, nearest labels |
-| 11 | ElasticTransform | 0.2 | alpha 0.5, sigma 25, alpha_affine 15 | own (see below) |
+| # | step | p | parameters (albumentations 2.x names) |
+|---|---|---|---|
+| 1 | ``RandomRotate90`` | 0.5 | |
+| 2 | ``HorizontalFlip`` | 0.5 | |
+| 3 | ``VerticalFlip`` | 0.5 | |
+| 4 | ``Downscale`` | 0.15 | ``scale_range=(0.5, 0.5)``, nearest down and up (1.3's ``scale_min = scale_max = 0.5``) |
+| 5 | ``Blur`` | 0.2 | ``blur_limit=9`` (the fork; upstream 10) |
+| 6 | :class:`VarianceGaussNoise` | 0.25 | variance ~ U(0, 50) on 0–255, per channel (1.3's ``var_limit=50``) |
+| 7 | ``ColorJitter`` | 0.2 | brightness 0.25, contrast 0.25, saturation 0.1, hue 0.05 |
+| 8 | :class:`SkimageSuperpixels` | 0.1 | ``p_replace=0.1``, ``n_segments=200``, ``max_size=128`` |
+| 9 | ``ZoomBlur`` | 0.1 | ``max_factor=1.05`` (step 0.01–0.03) |
+| 10 | ``RandomSizedCrop`` | 0.1 | ``min_max_height=(128, 256)``, resized back to the input size (256) |
+| 11 | :class:`AffineJitter` + ``ElasticTransform`` | 0.2 | ``alpha_affine=15``; ``alpha=0.5``, ``sigma=25`` |
 
-Normalisation (mean = std = 0.5) comes last, in :class:`examples.common.transforms.ToTensors`;
-the targets (NP, HV) are computed after this augmentation by
-:class:`nucfuse_datasets.targets.NucleusTargets`, as CellViT does.
+Normalisation (mean = std = 0.5) comes last, in :class:`examples.common.transforms.ToTensors`; the targets (NP,
+HV) are computed after this augmentation by :class:`nucfuse_datasets.targets.NucleusTargets`, as CellViT does.
 
-Own versions of the albumentations-only steps:
+Three pieces of albumentations 1.3 that 2.x changed are kept as small albumentations subclasses, so the parameter
+distributions stay those of the original run:
 
-* **Superpixels**: SLIC (``n_segments`` 200, compactness 10) on a copy downscaled so its long
-  side is ≤ 128; the segment map is upsampled (nearest) and each segment, with probability
-  0.1, is replaced by its mean colour at full resolution. (albumentations resizes the whole
-  replaced image back, which also blurs the untouched segments; we do not.)
-* **ZoomBlur**: the mean of the image and its centre zooms by factors
-  ``1, 1 + s, 1 + 2s, … < m`` with ``m ~ U(1, 1.05)`` and ``s ~ U(0.01, 0.03)`` (bilinear).
-* **ElasticTransform** (albumentations 1.3 semantics): a random affine from three control
-  points jittered by ``U(−15, 15)`` px, plus a smooth displacement field
-  ``alpha · gaussian_filter(U(−1, 1), sigma)``; reflect-101 border, bilinear image, nearest
-  labels. With alpha 0.5 and sigma 25 the elastic part is sub-pixel, so this is effectively
-  the affine jitter. Mirrored borders can duplicate an instance; split pieces are relabelled.
-* **RandomSizedCrop** resizes back to the input size (256 for NucFuse patches).
+* :class:`VarianceGaussNoise`: 2.x draws the noise *standard deviation* uniformly (``std_range``); 1.3 drew the
+  *variance* uniformly from ``(0, var_limit)``. The subclass draws the variance and lets ``GaussNoise`` make the
+  noise.
+* :class:`SkimageSuperpixels`: 1.3 segmented with scikit-image's SLIC; 2.x has its own NumPy SLIC (about 10×
+  slower, a different segmentation). Only the segmentation call differs.
+* :class:`AffineJitter`: 1.3's ``ElasticTransform(alpha_affine=15)`` first warped with the affine map that sends
+  three control points (the corners of a centred square of side 2·min(H, W)//3) to themselves jittered by
+  U(−15, 15) px, reflect-101 border; 2.x removed ``alpha_affine``. The elastic part (``alpha=0.5``, ``sigma=25``,
+  uniform noise in 1.3, reflect-101) follows with the library's ``ElasticTransform``.
+
+Mirrored borders can duplicate an instance; after steps 10–11, pieces of one id that are not 8-connected get their
+own ids (as before).
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+import math
+from typing import Any, ClassVar
 
+import albumentations as A
+import cv2
 import numpy as np
-import torch
-import torch.nn.functional as F
-from scipy import ndimage
-from torchvision.transforms import v2
 
-from examples.common.sample_ops import numpy_rng, relabel_split_instances, spatial, uniform
+from examples.common.sample_ops import relabel_split_instances
 from nucfuse_datasets.schema import Sample
+from nucfuse_datasets.transforms import finish_sample
 
-__all__ = ["CellViTAugment", "elastic_affine", "superpixels", "zoom_blur"]
-
-
-def _resize_nearest(a: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
-    h, w = a.shape[:2]
-    rows = np.minimum((np.arange(out_h) * (h / out_h)).astype(np.int64), h - 1)
-    cols = np.minimum((np.arange(out_w) * (w / out_w)).astype(np.int64), w - 1)
-    return a[rows][:, cols]
+__all__ = ["AffineJitter", "CellViTAugment", "SkimageSuperpixels", "VarianceGaussNoise"]
 
 
-def _resize_bilinear(img: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
-    t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float()
-    out = F.interpolate(t, size=(out_h, out_w), mode="bilinear", align_corners=False)
-    return out[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
+class VarianceGaussNoise(A.GaussNoise):
+    """``GaussNoise`` with albumentations 1.3 semantics: variance ~ U(0, ``var_limit``) on the 0–255 scale."""
+
+    class InitSchema(A.core.transforms_interface.BaseTransformInitSchema):
+        """Validated arguments."""
+
+        var_limit: float = 50.0
+
+    def __init__(self, var_limit: float = 50.0, p: float = 0.5) -> None:
+        super().__init__(std_range=(0.0, 1.0), p=p)  # replaced by every draw
+        self.var_limit = float(var_limit)
+
+    def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+        std = math.sqrt(self.py_random.uniform(0.0, self.var_limit)) / 255.0
+        self.std_range = (std, std)
+        return super().get_params_dependent_on_data(params, data)
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("var_limit",)
 
 
-def superpixels(
-    image: np.ndarray,
-    rng: np.random.Generator,
-    *,
-    p_replace: float = 0.1,
-    n_segments: int = 200,
-    max_size: int = 128,
-) -> np.ndarray:
-    """Replace a random subset of SLIC superpixels by their mean colour (``H×W×3`` uint8)."""
-    from skimage.segmentation import slic
+class SkimageSuperpixels(A.Superpixels):
+    """``Superpixels`` with albumentations 1.3's segmentation: scikit-image's SLIC (compactness 10).
 
-    h, w = image.shape[:2]
-    factor = min(1.0, max_size / max(h, w))
-    sh, sw = max(1, round(h * factor)), max(1, round(w * factor))
-    small = _resize_bilinear(image, sh, sw) if factor < 1.0 else image
-    segments = slic(small, n_segments=n_segments, compactness=10, start_label=0)
-    segments = _resize_nearest(segments, h, w) if factor < 1.0 else segments
-    n = int(segments.max()) + 1
-    replace = rng.random(n) < p_replace
-    if not replace.any():
-        return image
-    flat = segments.ravel()
-    counts = np.maximum(np.bincount(flat, minlength=n), 1)
-    out = image.reshape(-1, 3).astype(np.float64)
-    means = np.stack([np.bincount(flat, weights=out[:, c], minlength=n) / counts for c in range(3)], 1)
-    mask = replace[flat]
-    out[mask] = means[flat[mask]]
-    return out.round().clip(0, 255).astype(np.uint8).reshape(image.shape)
+    albumentations 2.x replaced scikit-image's compiled SLIC with its own NumPy version, about 10× slower on a
+    128² image (220 ms per call here) and not the segmentation the original run used. Everything else is the
+    library's: the parameter draws, the downscale to ``max_size``, replacing chosen segments by their mean colour,
+    and the resize back to the input size.
+    """
 
+    def apply(self, img: np.ndarray, replace_samples: Any, n_segments: int, **params: Any) -> np.ndarray:
+        from skimage.segmentation import slic
 
-def zoom_blur(
-    image: np.ndarray,
-    rng: np.random.Generator,
-    *,
-    max_factor: float = 1.05,
-    step_factor: tuple[float, float] = (0.01, 0.03),
-) -> np.ndarray:
-    """Average of the image with centre zooms of itself (``H×W×3`` uint8)."""
-    h, w = image.shape[:2]
-    top = uniform(rng, (1.0, max_factor))
-    step = uniform(rng, step_factor)
-    zooms = np.arange(1.0, top, step)[1:]  # 1.0 itself is the image
-    if zooms.size == 0:
-        return image
-    t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
-    acc = t.clone()
-    for z in zooms:
-        zh, zw = int(np.ceil(h * z)), int(np.ceil(w * z))
-        big = F.interpolate(t, size=(zh, zw), mode="bilinear", align_corners=False)
-        y0, x0 = (zh - h) // 2, (zw - w) // 2
-        acc += big[..., y0 : y0 + h, x0 : x0 + w]
-    out = acc / (zooms.size + 1)
-    return out[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
+        replace = np.asarray(replace_samples, dtype=bool)
+        if not replace.any():
+            return img
+        h, w = img.shape[:2]
+        small = img
+        if self.max_size is not None and max(h, w) > self.max_size:
+            scale = self.max_size / max(h, w)
+            small = cv2.resize(img, (int(w * scale), int(h * scale)), interpolation=self.interpolation)
+        segments = slic(small, n_segments=n_segments, compactness=10, start_label=1)
+        flat = segments.ravel()
+        n = int(flat.max()) + 1
+        chosen = replace[np.arange(n) % replace.size]  # 1.3 cycles through the draws when SLIC makes more
+        chosen[0] = False
+        counts = np.maximum(np.bincount(flat, minlength=n), 1)
+        pixels = small.reshape(-1, small.shape[-1]).astype(np.float64)
+        means = np.stack([np.bincount(flat, pixels[:, c], minlength=n) / counts for c in range(pixels.shape[1])], 1)
+        out = pixels.copy()
+        mask = chosen[flat]
+        out[mask] = np.round(means[flat[mask]])
+        out = out.clip(0, 255).astype(img.dtype).reshape(small.shape)
+        if out.shape[:2] != (h, w):
+            out = cv2.resize(out, (w, h), interpolation=self.interpolation)
+        return out
 
 
-def elastic_affine(
-    shape: tuple[int, int],
-    rng: np.random.Generator,
-    *,
-    alpha: float = 0.5,
-    sigma: float = 25.0,
-    alpha_affine: float = 15.0,
-) -> np.ndarray:
-    """Sampling coordinates (``2×H×W``: rows, cols) of the elastic + affine-jitter warp."""
-    h, w = shape
-    cy, cx = h / 2.0, w / 2.0
-    half = min(h, w) // 3
-    src = np.array([[cx + half, cy + half], [cx + half, cy - half], [cx - half, cy - half]])
-    dst = src + rng.uniform(-alpha_affine, alpha_affine, size=src.shape)
-    # Affine A (2×3) with A @ [x, y, 1] = src for the jittered points: output pixel -> input pixel.
-    design = np.hstack([dst, np.ones((3, 1))])
-    coef = np.linalg.solve(design, src)  # 3×2
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
-    sx = coef[0, 0] * xx + coef[1, 0] * yy + coef[2, 0]
-    sy = coef[0, 1] * xx + coef[1, 1] * yy + coef[2, 1]
-    dx = ndimage.gaussian_filter(rng.uniform(-1, 1, size=(h, w)), sigma, mode="mirror") * alpha
-    dy = ndimage.gaussian_filter(rng.uniform(-1, 1, size=(h, w)), sigma, mode="mirror") * alpha
-    return np.stack([sy + dy, sx + dx])
+class AffineJitter(A.DualTransform):
+    """albumentations 1.3's ``alpha_affine``: affine map of three jittered control points, reflect-101 border."""
 
+    class InitSchema(A.core.transforms_interface.BaseTransformInitSchema):
+        """Validated arguments."""
 
-def _remap_image(img: np.ndarray, coords: np.ndarray) -> np.ndarray:
-    chans = [
-        ndimage.map_coordinates(img[..., c].astype(np.float32), coords, order=1, mode="mirror")
-        for c in range(img.shape[2])
-    ]
-    return np.stack(chans, axis=-1).round().clip(0, 255).astype(np.uint8)
+        alpha_affine: float = 15.0
 
+    def __init__(self, alpha_affine: float = 15.0, p: float = 0.5) -> None:
+        super().__init__(p=p)
+        self.alpha_affine = float(alpha_affine)
 
-def _remap_labels(lab: np.ndarray, coords: np.ndarray) -> np.ndarray:
-    return ndimage.map_coordinates(lab, coords, order=0, mode="mirror")
+    def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+        h, w = params["shape"][:2]
+        half = min(h, w) // 3
+        cx, cy = w / 2.0, h / 2.0
+        src = np.float32([[cx + half, cy + half], [cx + half, cy - half], [cx - half, cy - half]])
+        dst = src + self.random_generator.uniform(-self.alpha_affine, self.alpha_affine, size=src.shape)
+        return {"matrix": cv2.getAffineTransform(src, dst.astype(np.float32))}
+
+    def _warp(self, img: np.ndarray, matrix: np.ndarray, flags: int) -> np.ndarray:
+        h, w = img.shape[:2]
+        out = cv2.warpAffine(img, matrix, (w, h), flags=flags, borderMode=cv2.BORDER_REFLECT_101)
+        return out.reshape(img.shape)
+
+    def apply(self, img: np.ndarray, matrix: np.ndarray, **params: Any) -> np.ndarray:
+        return self._warp(img, matrix, cv2.INTER_LINEAR)
+
+    def apply_to_mask(self, mask: np.ndarray, matrix: np.ndarray, **params: Any) -> np.ndarray:
+        return self._warp(mask, matrix, cv2.INTER_NEAREST)
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("alpha_affine",)
 
 
 class CellViTAugment:
     """Per-sample CellViT augmentation (Sample → Sample); see the module docstring.
 
     Args:
-        blur_limit: largest box-blur size (9 in the fork, 10 upstream, rounded down to odd).
+        blur_limit: largest blur size (9 in the fork, 10 upstream).
         probabilities: per-step probability overrides, keyed by the step names in ``P``.
     """
 
@@ -186,56 +175,75 @@ class CellViTAugment:
             raise ValueError(f"unknown steps {sorted(unknown)}; valid: {sorted(self.P)}")
         self.p = {**self.P, **(probabilities or {})}
         self.blur_limit = blur_limit
-        self.color_jitter = v2.ColorJitter(brightness=0.25, contrast=0.25, saturation=0.1, hue=0.05)
+        self._pipelines: dict[tuple[int, int], A.Compose] = {}
 
-    def _image_only(self, sample: Sample, image: np.ndarray) -> Sample:
-        return sample.replace(image=np.ascontiguousarray(image, dtype=np.uint8))
+    def pipeline(self, height: int, width: int) -> A.Compose:
+        """The albumentations ``Compose`` for inputs of ``height × width`` (the crop resizes back to it)."""
+        key = (height, width)
+        if key not in self._pipelines:
+            p = self.p
+            low = min(128, height, width)
+            self._pipelines[key] = A.Compose(
+                [
+                    A.RandomRotate90(p=p["rotate90"]),
+                    A.HorizontalFlip(p=p["hflip"]),
+                    A.VerticalFlip(p=p["vflip"]),
+                    A.Downscale(
+                        scale_range=(0.5, 0.5),
+                        interpolation_pair={"downscale": cv2.INTER_NEAREST, "upscale": cv2.INTER_NEAREST},
+                        p=p["downscale"],
+                    ),
+                    A.Blur(blur_limit=self.blur_limit, p=p["blur"]),
+                    VarianceGaussNoise(var_limit=50.0, p=p["gauss_noise"]),
+                    A.ColorJitter(brightness=0.25, contrast=0.25, saturation=0.1, hue=0.05, p=p["color_jitter"]),
+                    SkimageSuperpixels(p_replace=(0.1, 0.1), n_segments=(200, 200), max_size=128, p=p["superpixels"]),
+                    A.ZoomBlur(max_factor=(1.0, 1.05), step_factor=(0.01, 0.03), p=p["zoom_blur"]),
+                    A.RandomSizedCrop(
+                        min_max_height=(low, min(256, height, width)), size=(height, width), p=p["sized_crop"]
+                    ),
+                    A.Sequential(
+                        [
+                            AffineJitter(alpha_affine=15.0, p=1.0),
+                            A.ElasticTransform(
+                                alpha=0.5,
+                                sigma=25.0,
+                                noise_distribution="uniform",
+                                border_mode=cv2.BORDER_REFLECT_101,
+                                p=1.0,
+                            ),
+                        ],
+                        p=p["elastic"],
+                    ),
+                ],
+                save_applied_params=True,
+            )
+        return self._pipelines[key]
 
     def __call__(self, sample: Sample) -> Sample:
-        rng = numpy_rng()
-        p = self.p
-        if rng.random() < p["rotate90"]:
-            k = int(rng.integers(4))
-            sample = spatial(sample, lambda a: np.rot90(a, k), lambda a: np.rot90(a, k))
-        if rng.random() < p["hflip"]:
-            sample = spatial(sample, lambda a: a[:, ::-1], lambda a: a[:, ::-1])
-        if rng.random() < p["vflip"]:
-            sample = spatial(sample, lambda a: a[::-1], lambda a: a[::-1])
-        h, w = sample.shape
-        if rng.random() < p["downscale"]:
-            small = _resize_nearest(sample.image, max(1, h // 2), max(1, w // 2))
-            sample = self._image_only(sample, _resize_nearest(small, h, w))
-        if rng.random() < p["blur"]:
-            k = int(rng.choice(np.arange(3, max(3, self.blur_limit) + 1, 2)))
-            blurred = ndimage.uniform_filter(sample.image.astype(np.float32), size=(k, k, 1), mode="mirror")
-            sample = self._image_only(sample, blurred.round().clip(0, 255))
-        if rng.random() < p["gauss_noise"]:
-            std = float(np.sqrt(rng.uniform(0.0, 50.0)))
-            noisy = sample.image.astype(np.float32) + rng.normal(0.0, std, sample.image.shape)
-            sample = self._image_only(sample, noisy.round().clip(0, 255))
-        if rng.random() < p["color_jitter"]:
-            t = torch.from_numpy(np.ascontiguousarray(sample.image)).permute(2, 0, 1)
-            jittered = self.color_jitter(t).permute(1, 2, 0).numpy()
-            sample = self._image_only(sample, jittered)
-        if rng.random() < p["superpixels"]:
-            sample = self._image_only(sample, superpixels(sample.image, rng))
-        if rng.random() < p["zoom_blur"]:
-            sample = self._image_only(sample, zoom_blur(sample.image, rng))
-        if rng.random() < p["sized_crop"]:
-            side = min(int(rng.integers(128, 257)), h, w)
-            y0 = int((h - side) * rng.random())
-            x0 = int((w - side) * rng.random())
-            sample = spatial(
-                sample,
-                lambda a: _resize_bilinear(a[y0 : y0 + side, x0 : x0 + side], h, w),
-                lambda a: _resize_nearest(a[y0 : y0 + side, x0 : x0 + side], h, w),
-            )
-        if rng.random() < p["elastic"]:
-            coords = elastic_affine((h, w), rng)
-            sample = spatial(sample, lambda a: _remap_image(a, coords), lambda a: _remap_labels(a, coords))
-            inst, classes = relabel_split_instances(sample.instances, sample.classes)
-            sample = sample.replace(instances=inst, classes=classes)
-        return sample
+        import torch
+
+        pipe = self.pipeline(*sample.shape)
+        pipe.set_random_seed(int(torch.randint(0, 2**31 - 1, ())))  # torch's stream: seeded per DataLoader worker
+        ids = sample.instances.astype(np.float32)  # exact below 2**24; OpenCV's int32 path rounds differently
+        masks = [ids] + ([] if sample.ignore is None else [sample.ignore.astype(np.uint8)])
+        out = pipe(image=sample.image, masks=masks)
+        new = list(out["masks"])
+        result = finish_sample(
+            sample,
+            np.asarray(out["image"]),
+            np.rint(new[0]),
+            None if sample.ignore is None else np.asarray(new[1]) > 0,
+            relabel=False,
+            what="CellViTAugment",
+        )
+        applied = {name for name, _ in out.get("applied_transforms", [])}
+        if applied & {"AffineJitter", "ElasticTransform", "RandomSizedCrop"}:
+            inst, classes = relabel_split_instances(result.instances, result.classes)
+            result = result.replace(instances=inst, classes=classes)
+        return result
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_pipelines": {}}  # rebuilt lazily in each worker
 
     def __repr__(self) -> str:
         return f"CellViTAugment(blur_limit={self.blur_limit})"

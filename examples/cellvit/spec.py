@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -25,9 +26,11 @@ from examples.cellvit.losses import CellViTLoss
 from examples.cellvit.model import CellViT256, cellvit_infer_fn
 from examples.common.distributed import DistEnv
 from examples.common.early_stopping import EarlyStopping
+from examples.common.pretrained import resolve_pretrained
 from examples.common.spec import RecipeSpec, replacement_sampler
 from examples.common.transforms import Compose, ToTensors
 from nucfuse_datasets.targets import NucleusTargets
+from nucfuse_datasets.weights import hipt_vit256_weights
 
 __all__ = ["SPEC", "CellViTSpec"]
 
@@ -50,12 +53,17 @@ class CellViTSpec(RecipeSpec):
             "drop_rate": 0.0,
         }
 
-    def build_model(self, model_cfg: Mapping[str, Any], *, load_pretrained: bool = True) -> nn.Module:
-        cfg = dict(model_cfg)
-        pretrained = cfg.pop("pretrained", "") or None
+    def build_model(
+        self, model_cfg: Mapping[str, Any], *, load_pretrained: bool = True, root: str | None = None
+    ) -> nn.Module:
+        pretrained = resolve_pretrained(self, model_cfg, root) if load_pretrained else None
+        cfg = {k: v for k, v in model_cfg.items() if k != "pretrained"}
         if "decoder_widths" in cfg:
             cfg["decoder_widths"] = tuple(cfg["decoder_widths"])
-        return CellViT256(pretrained_path=pretrained if load_pretrained else None, **cfg)
+        return CellViT256(pretrained_path=pretrained, **cfg)
+
+    def fetch_pretrained(self, folder: Path) -> Path:
+        return hipt_vit256_weights(folder)
 
     def loss_fn(self, recipe: Any) -> nn.Module:
         return CellViTLoss(double_softmax=True)

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from nucfuse_datasets.errors import ArgumentError
+from nucfuse_datasets.io.files import default_file_mode
 
 __all__ = ["get_rng_state", "load_checkpoint", "save_checkpoint", "set_rng_state"]
 
@@ -32,6 +33,7 @@ def save_checkpoint(payload: dict[str, Any], path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, default_file_mode())  # the umask's mode, not mkstemp's private 0600 (shared result folders)
         with os.fdopen(fd, "wb") as fh:
             torch.save(payload, fh)
             fh.flush()

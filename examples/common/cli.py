@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -82,7 +83,14 @@ def _train_parser(spec: RecipeSpec) -> argparse.ArgumentParser:
     )
     p.add_argument("--max-steps-per-epoch", type=int, help="cap training steps per epoch (0 = all)")
     p.add_argument("--max-val-patches", type=int, help="cap validation patches (0 = all)")
-    p.add_argument("--pretrained", help="local file with the encoder's pretrained weights")
+    p.add_argument(
+        "--pretrained",
+        help="encoder weights: a local file, or 'auto' (the default: the paper's weights from <root>/weights, "
+        "else downloaded)",
+    )
+    p.add_argument(
+        "--no-pretrained", action="store_true", help="random encoder initialisation (smoke tests, CPU benchmarks)"
+    )
     p.add_argument("--seed", type=int, help="random seed (recipe: 42)")
     p.add_argument("--num-workers", type=int, help="DataLoader workers")
     p.add_argument("--train-set", help="training-set label for reports (default: the dataset or top<k>)")
@@ -96,8 +104,16 @@ def _eval_parser(spec: RecipeSpec) -> argparse.ArgumentParser:
     )
     _common_arguments(p)
     p.add_argument("--checkpoint", required=True, help="best.pt (or last.pt) written by the training entry point")
-    p.add_argument("--datasets", help="NucFuse-test subsets (names or tag=name; default: the 10 ranked datasets)")
-    p.add_argument("--test-ids", choices=("pinned", "rule"), help="shipped NucFuse-test id lists or the rule")
+    p.add_argument(
+        "--datasets",
+        help="NucFuse-test subsets (names or tag=name; default: the datasets the checkpoint was trained on; "
+        "'nucfuse-test': the paper's full NucFuse-test)",
+    )
+    p.add_argument(
+        "--test-ids",
+        choices=("pinned", "rule"),
+        help="shipped NucFuse-test id lists or the rule (default: the training's, i.e. the tiles it left out)",
+    )
     p.add_argument("--out", help="report folder (default: <checkpoint folder>/eval)")
     p.add_argument("--tile", type=int, help="sliding-window tile side (0 = whole tile, as in the paper)")
     p.add_argument("--overlap", type=int, help="sliding-window overlap")
@@ -152,6 +168,10 @@ def resolve_train_config(spec: RecipeSpec, args: argparse.Namespace) -> tuple[di
     for key, value in scalar.items():
         if value is not None:
             set_dotted(cfg, key, value)
+    if args.no_pretrained:
+        if args.pretrained is not None:
+            raise ArgumentError("pass either --pretrained or --no-pretrained, not both")
+        set_dotted(cfg, "model.pretrained", "")
     if args.k is not None:
         set_dotted(cfg, "data.k", args.k)
         set_dotted(cfg, "data.datasets", [])
@@ -205,7 +225,7 @@ def train_main(spec: RecipeSpec, argv: Sequence[str] | None = None) -> int:
 
 def evaluate_main(spec: RecipeSpec, argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m examples.<recipe>.evaluate``; returns the exit code."""
-    from examples.common.evaluation import evaluate_checkpoint
+    from examples.common.evaluation import EvaluationScopeWarning, evaluate_checkpoint
 
     args = _eval_parser(spec).parse_args(argv)
     try:
@@ -217,8 +237,16 @@ def evaluate_main(spec: RecipeSpec, argv: Sequence[str] | None = None) -> int:
         print(json.dumps(cfg, indent=1))
         return 0
     progress = None if cfg["train"].get("progress", True) else False
+    from examples.common.evaluation import evaluation_scope
+
+    scope = evaluation_scope(cfg)
+    print(f"scoring the NucFuse-test tiles of {', '.join(scope.datasets)} (test_ids={scope.test_ids!r})", flush=True)
+    if scope.message:
+        print(f"WARNING: {scope.message}", file=sys.stderr, flush=True)
     try:
-        report, paths = evaluate_checkpoint(spec, args.checkpoint, cfg, progress=progress)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=EvaluationScopeWarning)  # printed above
+            report, paths = evaluate_checkpoint(spec, args.checkpoint, cfg, progress=progress)
     except NucFuseError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -27,7 +28,7 @@ __all__ = ["RecipeSpec", "base_config", "replacement_sampler", "train_set_label"
 def base_config(name: str) -> dict[str, Any]:
     """The recipe-independent part of the default configuration (see ``examples/*/config.toml``)."""
     return {
-        "model": {"pretrained": ""},
+        "model": {"pretrained": "auto"},
         "data": {
             "root": "",
             "k": DEFAULT_K,
@@ -44,6 +45,7 @@ def base_config(name: str) -> dict[str, Any]:
             "device": "auto",
             "max_steps_per_epoch": 0,
             "max_val_patches": 0,
+            "max_seconds": 0,
             "early_stop_patience": 0,
             "train_set": "",
             "progress": True,
@@ -51,7 +53,7 @@ def base_config(name: str) -> dict[str, Any]:
         },
         "eval": {
             "datasets": [],
-            "test_ids": "pinned",
+            "test_ids": "",
             "tile": 0,
             "overlap": 64,
             "out": "",
@@ -108,8 +110,18 @@ class RecipeSpec:
         return recipe_from_config(self.default_recipe, cfg.get("recipe"))
 
     # ------------------------------------------------------------------ model and loss
-    def build_model(self, model_cfg: Mapping[str, Any], *, load_pretrained: bool = True) -> nn.Module:
-        """Build the model from the ``model`` section (``pretrained`` read only when ``load_pretrained``)."""
+    def build_model(
+        self, model_cfg: Mapping[str, Any], *, load_pretrained: bool = True, root: str | None = None
+    ) -> nn.Module:
+        """Build the model from the ``model`` section (``pretrained`` read only when ``load_pretrained``).
+
+        ``model.pretrained`` is resolved by :func:`examples.common.pretrained.resolve_pretrained` (``"auto"``: the
+        paper's weights from ``<root>/weights`` or downloaded; a path; ``""``: random initialisation).
+        """
+        raise NotImplementedError
+
+    def fetch_pretrained(self, folder: Path) -> Path:
+        """The local file of the paper's pretrained encoder weights (from ``folder`` or downloaded)."""
         raise NotImplementedError
 
     def build_model_quietly(self, model_cfg: Mapping[str, Any]) -> nn.Module:

@@ -7,6 +7,8 @@
   steps), compute the validation PQ (mean per-patch PQ after the HoVerNet post-processing, as both recipes did),
   step the scheduler, update early stopping, save ``best.pt`` when the recipe's rule says so, append a row to
   ``metrics.csv`` and write ``last.pt``;
+* ``train.max_seconds`` > 0: no epoch starts that would end past this budget (the previous epoch's duration is
+  the estimate), for benchmarks with a fixed time budget;
 * ``resume``: restores model, optimiser, scheduler, GradScaler, early-stopping counters and RNG states and goes on
   with the next epoch, so a resumed run repeats an uninterrupted one (bit for bit on CPU);
 * under ``torchrun`` the model is wrapped in DDP, the data are sharded, validation is sharded and gathered, and
@@ -40,6 +42,7 @@ from examples.common.distributed import (
 )
 from examples.common.seed import seed_everything
 from examples.common.spec import RecipeSpec, train_set_label
+from examples.common.stain_option import test_normalizer, train_augment, with_stain
 from nucfuse_datasets import NucFuseTrain
 from nucfuse_datasets._version import __version__
 from nucfuse_datasets.errors import ArgumentError
@@ -110,8 +113,10 @@ def build_datasets(
     kwargs = _dataset_kwargs(cfg, bool(cfg["train"].get("progress", True)) and env.is_main)
     if not env.is_main:
         barrier(env)
-    train_ds = NucFuseTrain(split="train", transforms=spec.train_transform(recipe, cfg), **kwargs)
-    val_ds = NucFuseTrain(split="val", transforms=spec.val_transform(recipe), **kwargs)
+    train_tf = with_stain(train_augment(cfg, int(recipe.seed)), spec.train_transform(recipe, cfg))  # data.stain
+    val_tf = with_stain(test_normalizer(cfg), spec.val_transform(recipe))
+    train_ds = NucFuseTrain(split="train", transforms=train_tf, **kwargs)
+    val_ds = NucFuseTrain(split="val", transforms=val_tf, **kwargs)
     if env.is_main:
         barrier(env)
     if len(train_ds) == 0:
@@ -229,7 +234,15 @@ def _train(spec: RecipeSpec, cfg: dict[str, Any], resume: str | Path | None, env
 
     train_ds, val_ds = build_datasets(spec, cfg, recipe, env)  # first: missing data fail fast
     # on resume the weights come from the checkpoint: do not read the pretrained file again
-    model = (spec.build_model_quietly(cfg["model"]) if resume else spec.build_model(cfg["model"])).to(env.device)
+    if resume:
+        model = spec.build_model_quietly(cfg["model"])
+    else:  # under torchrun rank 0 fetches missing weights first
+        if not env.is_main:
+            barrier(env)
+        model = spec.build_model(cfg["model"], root=cfg["data"].get("root") or None)
+        if env.is_main:
+            barrier(env)
+    model = model.to(env.device)
     if env.distributed:  # same initial weights everywhere (DDP also broadcasts), different augmentation streams
         seed_everything(int(recipe.seed) + env.rank, deterministic=bool(tcfg.get("deterministic", True)))
     loss_fn = spec.loss_fn(recipe).to(env.device)
@@ -253,7 +266,9 @@ def _train(spec: RecipeSpec, cfg: dict[str, Any], resume: str | Path | None, env
     )
     val_loader = _val_loader(val_ds, recipe, cfg, env)
     max_steps = int(tcfg.get("max_steps_per_epoch") or 0)
+    max_seconds = float(tcfg.get("max_seconds") or 0.0)
     epochs = int(recipe.epochs)
+    run_start, last_epoch_seconds, out_of_time = time.perf_counter(), 0.0, False
 
     start_epoch = 0
     finished = False
@@ -298,6 +313,10 @@ def _train(spec: RecipeSpec, cfg: dict[str, Any], resume: str | Path | None, env
         if finished:
             break
         t0 = time.perf_counter()
+        if max_seconds > 0 and e > start_epoch and (t0 - run_start) + last_epoch_seconds > max_seconds:
+            out_of_time = True  # the next epoch would end past train.max_seconds
+            _say(env, f"time budget: {t0 - run_start:.0f} s used of train.max_seconds = {max_seconds:.0f}; stopping")
+            break
         frozen = spec.encoder_frozen(e, recipe)
         if frozen != frozen_state:
             _set_frozen(model, frozen)
@@ -393,6 +412,7 @@ def _train(spec: RecipeSpec, cfg: dict[str, Any], resume: str | Path | None, env
                 + (", encoder frozen" if frozen else "")
                 + (", saved best.pt" if save_best else ""),
             )
+        last_epoch_seconds = time.perf_counter() - t0
         if finished:
             _say(env, f"early stopping after epoch {epoch}: {stopper.bad_epochs} epochs without improvement")
     barrier(env)
@@ -404,6 +424,8 @@ def _train(spec: RecipeSpec, cfg: dict[str, Any], resume: str | Path | None, env
         "best_pq": stopper.best,
         "best_epoch": stopper.best_epoch,
         "stopped_early": finished,
+        "stopped_by_time_budget": out_of_time,
+        "seconds": round(time.perf_counter() - run_start, 1),
         "out": str(out),
         "best": str(out / "best.pt"),
         "last": str(out / "last.pt"),

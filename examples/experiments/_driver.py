@@ -207,7 +207,7 @@ def write_results(rows: Sequence[dict[str, Any]], path: Path) -> Path:
     return path
 
 
-def render(rows: Sequence[dict[str, Any]], out: Path, *, plots: bool) -> Path:
+def render(rows: Sequence[dict[str, Any]], out: Path, *, plots: bool, ranking: Sequence[str] | None = None) -> Path:
     """:func:`nucfuse_datasets.analysis.render_report` into ``out`` (figures only when matplotlib is installed)."""
     from nucfuse_datasets.analysis import render_report
 
@@ -217,4 +217,4 @@ def render(rows: Sequence[dict[str, Any]], out: Path, *, plots: bool) -> Path:
         except ImportError:
             print("matplotlib is not installed: analysis without figures", file=sys.stderr)
             plots = False
-    return render_report(rows, out, plots=plots)
+    return render_report(rows, out, plots=plots, ranking=ranking)

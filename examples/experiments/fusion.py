@@ -3,8 +3,9 @@ r"""Experiment 2 of the paper: top-k fusion, k = 1..10.
 For every recipe and every k, train on the first k datasets of the ranking fused (NucFuse-train is k = 9),
 evaluate ``best.pt`` on NucFuse-test, collect the scores into ``results.csv`` (train sets ``top1``..``top10``) and
 write ``analysis/analysis.md`` with :func:`nucfuse_datasets.analysis.render_report`. Pass experiment 1's
-``results.csv`` with ``--singles`` to get the fusion-gain table (observed vs expected from the single-dataset
-models).
+``results.csv`` with ``--singles`` to get the fusion table: ``observed`` top-k scores against the ``expected``
+curve (per test subset the best of the k members' single-dataset scores, averaged over the subsets; see
+:mod:`nucfuse_datasets.analysis.fusion`) and the per-step increments (the paper's Figures 5–7).
 
 Usage (from the repository root)::
 
@@ -73,8 +74,7 @@ def build_runs(args: argparse.Namespace) -> list[Run]:
             data = ["--k", str(k)] if paper else ["--datasets", entry_list(sources[:k])]
             train_args = [*train_common, *data, "--out", str(folder), "--train-set", label]
             eval_args = ["--checkpoint", str(folder / "best.pt"), "--out", str(folder / "eval"), *eval_common]
-            if not test_is_paper:
-                eval_args += ["--datasets", entry_list(test)]
+            eval_args += ["--datasets", "nucfuse-test" if test_is_paper else entry_list(test)]
             runs.append(Run(recipe, label, folder, train_args, eval_args))
     return runs
 
@@ -97,7 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(args.out)
     write_results(rows, out / "results.csv")
     merged = rows + (load_results(args.singles) if args.singles else [])
-    report = render(merged, out / "analysis", plots=not args.no_plots)
+    ranking = [t for t, _ in parse_entries(args.sources)]
+    report = render(merged, out / "analysis", plots=not args.no_plots, ranking=ranking)
     print(f"results: {out / 'results.csv'}; analysis: {report}")
     return 0
 

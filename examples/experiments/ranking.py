@@ -14,6 +14,12 @@ Usage (from the repository root)::
 
 Datasets are names (``pcns``) or ``tag=name`` entries (``a=synthetic``, with ``--dataset-option a.seed=1``);
 the evaluation covers the same list (the full NucFuse-test for the paper's 10 datasets).
+
+``--stain`` runs the paper's stain-normalisation experiment (§4.3.1): every training with the recipes'
+``data.stain`` option on (non-deterministic Macenko stain augmentation over 7 MoNuSeg references, p = 0.5, and
+Avg-post normalisation of validation and test tiles; :mod:`examples.common.stain_option`), and ``analysis.md``
+ends with what the paper reports for it (HoVerNeXt mean PQ 48.10 → 47.49, NuInsSeg 8th → 5th) next to this run's
+numbers. Use a separate ``--out`` for it.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ import csv
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from examples.experiments._driver import (
     Run,
@@ -37,7 +45,8 @@ from examples.experiments._driver import (
     shared_args,
     write_results,
 )
-from nucfuse_datasets.analysis import cross_correlation, ranking_table
+from nucfuse_datasets import paper
+from nucfuse_datasets.analysis import cross_correlations, ranking_table
 from nucfuse_datasets.protocol import PAPER_RANKING
 
 __all__ = ["build_runs", "main"]
@@ -56,9 +65,15 @@ def build_runs(args: argparse.Namespace) -> list[Run]:
             folder = out / recipe / tag
             train_args = [*train_common, "--datasets", entry_list([(tag, name)]), "--out", str(folder)]
             train_args += ["--train-set", tag]
+            if getattr(args, "stain", False):
+                train_args += [
+                    "--set",
+                    "data.stain.enabled=true",
+                    "--set",
+                    f"data.stain.references={args.stain_references}",
+                ]
             eval_args = ["--checkpoint", str(folder / "best.pt"), "--out", str(folder / "eval"), *eval_common]
-            if not paper:
-                eval_args += ["--datasets", test]
+            eval_args += ["--datasets", "nucfuse-test" if paper else test]  # every model on the whole test set
             runs.append(Run(recipe, tag, folder, train_args, eval_args))
     return runs
 
@@ -71,8 +86,40 @@ def _write_matrix(path: Path, names: Sequence[str], matrix: Any) -> None:
             writer.writerow([name, *(f"{v:.6g}" for v in row)])
 
 
-def analyse(rows: list[dict[str, Any]], tags: Sequence[str], out: Path, *, plots: bool) -> Path:
-    """Write ``results.csv``, ``ranking.csv``, the P and C matrices and ``analysis/``; returns ``analysis.md``."""
+def stain_section(table: Sequence[dict[str, Any]]) -> str:
+    """Markdown: what the paper reports for the stain experiment next to this run's ranking table."""
+    rep = paper.reported()["stain"]
+    lines = [
+        "## Stain normalisation: the paper's numbers and this run",
+        "",
+        f"The paper ({rep['model']}, §4.3.1): mean PQ {rep['mean_pq']['without']:.2f} without, "
+        f"{rep['mean_pq']['with']:.2f} with stain normalisation; NuInsSeg moved from rank "
+        f"{rep['rank_change']['nuinsseg']['without']} to {rep['rank_change']['nuinsseg']['with']}; improved: "
+        f"{', '.join(rep['improved'])}; decreased: {', '.join(rep['decreased'])}.",
+        "",
+    ]
+    models = [k[len("rank_") :] for k in (table[0] if table else {}) if k.startswith("rank_")]
+    for m in models:
+        mean = float(np.nanmean([r[m] for r in table]))
+        ranks = ", ".join(f"{r['train_set']} {r[f'rank_{m}']:g}" for r in table)
+        lines.append(f"* This run, {m}: mean PQ {mean:.2f}; PQ rank per dataset: {ranks}.")
+    return "\n".join(lines) + "\n"
+
+
+def _write_matrices(rows: list[dict[str, Any]], tags: Sequence[str], out: Path) -> None:
+    per_model = cross_correlations(rows, datasets=list(tags))
+    for model, (names, P, C) in per_model.items():
+        suffix = "" if len(per_model) == 1 else f"_{model.lower()}"
+        _write_matrix(out / f"performance_matrix{suffix}.csv", names, P)
+        _write_matrix(out / f"cross_correlation{suffix}.csv", names, C)
+
+
+def analyse(rows: list[dict[str, Any]], tags: Sequence[str], out: Path, *, plots: bool, stain: bool = False) -> Path:
+    """Write ``results.csv``, ``ranking.csv``, the P and C matrices and ``analysis/``; returns ``analysis.md``.
+
+    The matrices are per model (``cross_correlation_<model>.csv``; no suffix when the run has one model), with the
+    default relative formula ``C[i, j] = P[i, j] / P[j, j]``.
+    """
     write_results(rows, out / "results.csv")
     table = ranking_table(rows, train_sets=list(tags))
     if table:
@@ -80,10 +127,12 @@ def analyse(rows: list[dict[str, Any]], tags: Sequence[str], out: Path, *, plots
             writer = csv.DictWriter(fh, fieldnames=list(table[0]), lineterminator="\n")
             writer.writeheader()
             writer.writerows(table)
-    names, P, C = cross_correlation(rows, datasets=list(tags))
-    _write_matrix(out / "performance_matrix.csv", names, P)
-    _write_matrix(out / "cross_correlation.csv", names, C)
-    return render(rows, out / "analysis", plots=plots)
+    _write_matrices(rows, tags, out)
+    report = render(rows, out / "analysis", plots=plots)
+    if stain:
+        with open(report, "a", encoding="utf-8") as fh:
+            fh.write("\n" + stain_section(table))
+    return report
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -91,6 +140,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m examples.experiments.ranking", description=__doc__.splitlines()[0])
     add_common_arguments(parser)
     parser.add_argument("--datasets", default=",".join(PAPER_RANKING), help="datasets to rank (names or tag=name)")
+    parser.add_argument("--stain", action="store_true", help="the stain-normalisation experiment (data.stain on)")
+    parser.add_argument(
+        "--stain-references", default="monuseg", help="'monuseg' (7 MoNuSeg organ images) or a JSON of StainEstimates"
+    )
     args = parser.parse_args(argv)
     runs = build_runs(args)
     if args.dry_run:
@@ -99,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     execute(runs, launcher=args.launcher, rerun=args.rerun)
     rows = collect(runs)
     tags = [t for t, _ in parse_entries(args.datasets)]
-    report = analyse(rows, tags, Path(args.out), plots=not args.no_plots)
+    report = analyse(rows, tags, Path(args.out), plots=not args.no_plots, stain=args.stain)
     print(f"results: {Path(args.out) / 'results.csv'}; analysis: {report}")
     return 0
 

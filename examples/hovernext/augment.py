@@ -27,6 +27,13 @@ computed afterwards from the warped instances by
 
 The augmented image is stored back as ``uint8`` (rounding error ≤ 1/510).
 
+**Libraries, as the original used them.** The photometric steps are kornia's ``RandomGaussianBlur``,
+``RandomMedianBlur``, ``RandomGaussianNoise``, ``RandomBrightness``, ``RandomContrast``, ``RandomHue`` and
+``RandomSaturation`` (each p = 1, per-sample parameters, outputs clipped to [0, 1]); the geometric steps are
+torchvision v2 ``RandomAffine`` (one draw per call: on a stacked batch it is one draw per batch, as run) and
+``RandomHorizontalFlip`` / ``RandomVerticalFlip``, applied to the image and the label maps together through
+:class:`nucfuse_datasets.transforms.TorchVision`.
+
 :class:`HoVerNeXtAugment` draws everything per sample (a ``Dataset`` transform).
 :class:`HoVerNeXtBatchAugment` reproduces the original's batch granularity: one coin flip and
 one set of affine parameters per batch, photometric parameters and flips per sample.
@@ -35,71 +42,20 @@ one set of affine parameters per batch, photometric parameters and flips per sam
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import Any
 
+import kornia.augmentation as K
 import numpy as np
 import torch
-from scipy import ndimage
 from torchvision import tv_tensors
-from torchvision.transforms.v2 import functional as TF
+from torchvision.transforms import v2
 
-from examples.common.sample_ops import numpy_rng, spatial, uniform
 from nucfuse_datasets.schema import Sample
+from nucfuse_datasets.transforms import TorchVision, finish_sample
 
-__all__ = [
-    "AffineParams",
-    "HoVerNeXtAugment",
-    "HoVerNeXtBatchAugment",
-    "adjust_hue_saturation",
-    "median_blur3",
-]
+__all__ = ["HoVerNeXtAugment", "HoVerNeXtBatchAugment"]
 
-
-@dataclass(frozen=True)
-class AffineParams:
-    """One draw of the affine warp (torchvision ``F.affine`` arguments)."""
-
-    angle: float
-    translate: tuple[int, int]
-    scale: float
-    shear: tuple[float, float]
-
-
-def median_blur3(image: torch.Tensor) -> torch.Tensor:
-    """3×3 median filter of a ``C×H×W`` float tensor (reflect border)."""
-    arr = ndimage.median_filter(image.numpy(), size=(1, 3, 3), mode="mirror")
-    return torch.from_numpy(arr)
-
-
-def _rgb_to_hsv(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    r, g, b = image.unbind(0)
-    v, argmax = image.max(dim=0)
-    c = v - image.min(dim=0).values
-    safe_c = torch.where(c > 0, c, torch.ones_like(c))
-    hue = torch.where(argmax == 0, ((g - b) / safe_c) % 6.0, torch.zeros_like(c))
-    hue = torch.where(argmax == 1, (b - r) / safe_c + 2.0, hue)
-    hue = torch.where(argmax == 2, (r - g) / safe_c + 4.0, hue)
-    hue = torch.where(c > 0, hue / 6.0, torch.zeros_like(c))
-    sat = torch.where(v > 0, c / torch.where(v > 0, v, torch.ones_like(v)), torch.zeros_like(v))
-    return hue, sat, v
-
-
-def _hsv_to_rgb(hue: torch.Tensor, sat: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    channels = []
-    for n in (5.0, 3.0, 1.0):
-        k = (n + hue * 6.0) % 6.0
-        channels.append(v - v * sat * torch.clamp(torch.minimum(k, 4.0 - k), 0.0, 1.0))
-    return torch.stack(channels)
-
-
-def adjust_hue_saturation(image: torch.Tensor, hue_shift: float, saturation: float) -> torch.Tensor:
-    """Shift the HSV hue by ``hue_shift`` turns, then scale the HSV saturation (clipped to 1).
-
-    Same as kornia's ``adjust_hue`` followed by ``adjust_saturation`` (hue rotation does not
-    change S or V, so one HSV round trip suffices).
-    """
-    hue, sat, v = _rgb_to_hsv(image)
-    return _hsv_to_rgb((hue + hue_shift) % 1.0, (sat * saturation).clamp(0.0, 1.0), v)
+_FILL = {tv_tensors.Image: 255, tv_tensors.Mask: 0}
 
 
 class HoVerNeXtAugment:
@@ -114,9 +70,9 @@ class HoVerNeXtAugment:
         flip_p: probability of each flip.
         blur_sigma: Gaussian-blur σ range.
         noise_std: Gaussian-noise σ on the [0, 1] scale.
-        brightness: brightness factor range (additive: ``factor − 1`` is added).
+        brightness: brightness factor range (kornia: additive, ``factor − 1`` is added).
         contrast: contrast factor range (multiplicative).
-        hue: hue shift range in turns.
+        hue: hue shift range in turns (kornia's ``RandomHue``).
         saturation: saturation factor range.
         image_interpolation: ``"nearest"`` (as run) or ``"bilinear"`` for the image.
     """
@@ -141,89 +97,51 @@ class HoVerNeXtAugment:
         if image_interpolation not in ("nearest", "bilinear"):
             raise ValueError(f"image_interpolation must be 'nearest' or 'bilinear', got {image_interpolation!r}")
         self.p = p
-        self.degrees = degrees
-        self.translate = translate
-        self.scale = scale
-        self.shear = shear
-        self.flip_p = flip_p
-        self.blur_sigma = blur_sigma
-        self.noise_std = noise_std
-        self.brightness = brightness
-        self.contrast = contrast
-        self.hue = hue
-        self.saturation = saturation
         self.image_interpolation = image_interpolation
-
-    # ------------------------------------------------------------------ parameters
-    def sample_affine(self, height: int, width: int, rng: np.random.Generator) -> AffineParams:
-        """Draw affine parameters like torchvision's ``RandomAffine``."""
-        max_dx = self.translate[0] * width
-        max_dy = self.translate[1] * height
-        return AffineParams(
-            angle=uniform(rng, (-self.degrees, self.degrees)),
-            translate=(round(uniform(rng, (-max_dx, max_dx))), round(uniform(rng, (-max_dy, max_dy)))),
-            scale=uniform(rng, self.scale),
-            shear=(uniform(rng, self.shear), 0.0),
+        #: one of these per sample, chosen uniformly (kornia, p = 1)
+        self.blur_or_noise = [
+            K.RandomGaussianBlur((3, 3), blur_sigma, p=1.0),
+            K.RandomMedianBlur((3, 3), p=1.0),
+            K.RandomGaussianNoise(std=noise_std, p=1.0),
+        ]
+        #: then these, in order (kornia, p = 1, clipped to [0, 1])
+        self.colour = torch.nn.Sequential(
+            K.RandomBrightness(brightness, p=1.0),
+            K.RandomContrast(contrast, p=1.0),
+            K.RandomHue(hue, p=1.0),
+            K.RandomSaturation(saturation, p=1.0),
         )
+        interp = v2.InterpolationMode.NEAREST if image_interpolation == "nearest" else v2.InterpolationMode.BILINEAR
+        self.affine = v2.RandomAffine(
+            degrees, translate=translate, scale=scale, shear=shear, interpolation=interp, fill=_FILL
+        )
+        self.flips = v2.Compose([v2.RandomHorizontalFlip(flip_p), v2.RandomVerticalFlip(flip_p)])
+        self._geometric = TorchVision(v2.Compose([self.affine, self.flips]), relabel=False)
+        self._flip = TorchVision(self.flips, relabel=False)
 
     # ------------------------------------------------------------------ steps
-    def photometric(self, image: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-        """``3×H×W`` float image in [0, 1] → augmented, in [0, 1]."""
-        choice = int(rng.integers(3))
-        if choice == 0:
-            sigma = uniform(rng, self.blur_sigma)
-            image = TF.gaussian_blur(image, [3, 3], [sigma, sigma])
-        elif choice == 1:
-            image = median_blur3(image)
-        else:
-            noise = torch.from_numpy(rng.standard_normal(image.shape).astype(np.float32))
-            image = image + self.noise_std * noise
-        image = (image + (uniform(rng, self.brightness) - 1.0)).clamp(0.0, 1.0)
-        image = (image * uniform(rng, self.contrast)).clamp(0.0, 1.0)
-        hue_shift = uniform(rng, self.hue)
-        return adjust_hue_saturation(image, hue_shift, uniform(rng, self.saturation)).clamp(0.0, 1.0)
+    def photometric(self, image: torch.Tensor) -> torch.Tensor:
+        """Float image(s) in [0, 1], ``3×H×W`` or ``B×3×H×W`` → augmented, in [0, 1] (per-sample draws)."""
+        batch = image[None] if image.ndim == 3 else image
+        choice = torch.randint(len(self.blur_or_noise), (batch.shape[0],))
+        parts = [self.blur_or_noise[int(c)](x[None]) for c, x in zip(choice, batch, strict=True)]
+        out = self.colour(torch.cat(parts)).clamp(0.0, 1.0)
+        return out[0] if image.ndim == 3 else out
 
-    def geometric(self, sample: Sample, params: AffineParams, rng: np.random.Generator) -> Sample:
-        """Affine warp with the given parameters, then random flips (per sample)."""
-        interp = (
-            TF.InterpolationMode.NEAREST if self.image_interpolation == "nearest" else (TF.InterpolationMode.BILINEAR)
-        )
-        kwargs = {
-            "angle": params.angle,
-            "translate": list(params.translate),
-            "scale": params.scale,
-            "shear": list(params.shear),
-        }
+    def geometric(self, sample: Sample) -> Sample:
+        """Affine warp, then random flips, on the image and the label maps together (per sample)."""
+        return self._geometric(sample)
 
-        def warp_image(img: np.ndarray) -> np.ndarray:
-            t = tv_tensors.Image(torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1))
-            out = TF.affine(t, interpolation=interp, fill=[255.0, 255.0, 255.0], **kwargs)
-            return out.permute(1, 2, 0).numpy()
-
-        def warp_labels(lab: np.ndarray) -> np.ndarray:
-            t = tv_tensors.Mask(torch.from_numpy(np.ascontiguousarray(lab))[None])
-            return TF.affine(t, fill=0, **kwargs)[0].numpy()
-
-        sample = spatial(sample, warp_image, warp_labels)
-        if rng.random() < self.flip_p:
-            sample = spatial(sample, lambda a: a[:, ::-1], lambda a: a[:, ::-1])
-        if rng.random() < self.flip_p:
-            sample = spatial(sample, lambda a: a[::-1], lambda a: a[::-1])
-        return sample
-
-    def apply(self, sample: Sample, params: AffineParams, rng: np.random.Generator) -> Sample:
-        """Photometric then geometric augmentation with fixed affine parameters."""
-        img = torch.from_numpy(np.ascontiguousarray(sample.image)).permute(2, 0, 1).float() / 255.0
-        img = self.photometric(img, rng)
-        img_u8 = (img * 255.0).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
-        return self.geometric(sample.replace(image=np.ascontiguousarray(img_u8)), params, rng)
+    def _photometric_u8(self, samples: Sequence[Sample]) -> list[np.ndarray]:
+        x = torch.stack([torch.from_numpy(np.ascontiguousarray(s.image)) for s in samples]).permute(0, 3, 1, 2)
+        y = self.photometric(x.float() / 255.0)
+        return list((y * 255.0).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy())
 
     def __call__(self, sample: Sample) -> Sample:
-        rng = numpy_rng()
-        if rng.random() >= self.p:
+        if float(torch.rand(())) >= self.p:
             return sample
-        h, w = sample.shape
-        return self.apply(sample, self.sample_affine(h, w, rng), rng)
+        (image,) = self._photometric_u8([sample])
+        return self.geometric(sample.replace(image=np.ascontiguousarray(image)))
 
     def __repr__(self) -> str:
         return f"HoVerNeXtAugment(p={self.p}, image_interpolation={self.image_interpolation!r})"
@@ -232,20 +150,44 @@ class HoVerNeXtAugment:
 class HoVerNeXtBatchAugment:
     """Batch-level variant (as run): one coin flip (p = 0.7) and one affine draw per batch.
 
-    Call it on a list of Samples of equal size (e.g. in a ``collate_fn`` before the targets);
-    photometric parameters and flips are still drawn per sample, as kornia did.
+    Call it on a list of Samples of equal size (e.g. in a ``collate_fn`` before the targets); the photometric
+    parameters and the flips are still drawn per sample, as kornia did. The affine is torchvision v2's
+    ``RandomAffine`` on the stacked batch, which draws one set of parameters for all of it.
     """
 
     def __init__(self, augment: HoVerNeXtAugment | None = None) -> None:
         self.augment = augment or HoVerNeXtAugment()
 
+    def _affine(self, samples: list[Sample]) -> list[Sample]:
+        item: dict[str, Any] = {
+            "image": tv_tensors.Image(torch.stack([torch.from_numpy(s.image).permute(2, 0, 1) for s in samples])),
+            "instances": tv_tensors.Mask(torch.stack([torch.from_numpy(s.instances) for s in samples])),
+        }
+        has_ignore = [s.ignore is not None for s in samples]
+        if any(has_ignore):
+            masks = [s.ignore if s.ignore is not None else np.zeros(s.shape, bool) for s in samples]
+            item["ignore"] = tv_tensors.Mask(torch.from_numpy(np.stack(masks)))
+        out = self.augment.affine(item)
+        return [
+            finish_sample(
+                s,
+                out["image"][i].permute(1, 2, 0).numpy(),
+                out["instances"][i].numpy(),
+                out["ignore"][i].numpy() if has_ignore[i] else None,
+                relabel=False,
+                what="HoVerNeXtBatchAugment",
+            )
+            for i, s in enumerate(samples)
+        ]
+
     def __call__(self, samples: Sequence[Sample]) -> list[Sample]:
-        rng = numpy_rng()
-        if not samples or rng.random() >= self.augment.p:
+        if not samples or float(torch.rand(())) >= self.augment.p:
             return list(samples)
-        h, w = samples[0].shape
-        params = self.augment.sample_affine(h, w, rng)
-        return [self.augment.apply(s, params, rng) for s in samples]
+        images = self.augment._photometric_u8(samples)
+        warped = self._affine(
+            [s.replace(image=np.ascontiguousarray(im)) for s, im in zip(samples, images, strict=True)]
+        )
+        return [self.augment._flip(s) for s in warped]
 
     def __repr__(self) -> str:
         return f"HoVerNeXtBatchAugment({self.augment!r})"

@@ -46,6 +46,9 @@ class HoVerNeXtLoss(nn.Module):
     Args:
         term_weight: weight of each of the three terms (0.33).
         class_weights: 3-class cross-entropy weights (1, 1, 2): borders count double.
+        hv_weight: multiplies the HV MSE inside the first term (1, as run). Not the paper's when ≠ 1: the CPU
+            configuration raises it because the shared instance decoder otherwise learns HV too slowly for the
+            HoVerNet post-processing to find markers (see ``docs/recipes.md``).
 
     ``forward(output, targets)`` takes ``targets`` with ``hv`` (``B×2×H×W`` float),
     ``three_class`` (``B×H×W`` integer) and ``np`` (``B×H×W`` {0, 1}); it returns the total,
@@ -53,10 +56,14 @@ class HoVerNeXtLoss(nn.Module):
     """
 
     def __init__(
-        self, term_weight: float = TERM_WEIGHT, class_weights: tuple[float, float, float] = CLASS_WEIGHTS
+        self,
+        term_weight: float = TERM_WEIGHT,
+        class_weights: tuple[float, float, float] = CLASS_WEIGHTS,
+        hv_weight: float = 1.0,
     ) -> None:
         super().__init__()
         self.term_weight = term_weight
+        self.hv_weight = hv_weight
         self.register_buffer("class_weights", torch.tensor(class_weights, dtype=torch.float32))
 
     def forward(
@@ -80,5 +87,6 @@ class HoVerNeXtLoss(nn.Module):
             "np_dice": soft_dice_loss(torch.sigmoid(np_logit), fg),
         }
         w = self.term_weight
-        total = w * (parts["hv_mse"] + parts["three_class_ce"]) + w * parts["np_bce"] + w * parts["np_dice"]
+        hv = self.hv_weight * parts["hv_mse"]
+        total = w * (hv + parts["three_class_ce"]) + w * parts["np_bce"] + w * parts["np_dice"]
         return (total, parts) if return_components else total

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from examples.common.transforms import IMAGENET_MEAN, IMAGENET_STD
+from nucfuse_datasets.errors import ArgumentError
 
 __all__ = ["RECIPE", "HoVerNeXtRecipe", "encoder_frozen", "make_optimizer", "make_scheduler"]
 
@@ -40,6 +41,8 @@ class HoVerNeXtRecipe:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     magnification: int = 40  # post-processing preset for every dataset
+    hv_weight: float = 1.0  # multiplies the HV MSE term (1 = as run); CPU configuration only
+    schedule: str = "plateau"  # "plateau" as run; "cosine" (per epoch to min_lr) for short CPU runs, not the paper's
 
 
 RECIPE = HoVerNeXtRecipe()
@@ -57,8 +60,16 @@ def make_optimizer(model: nn.Module, recipe: HoVerNeXtRecipe = RECIPE) -> torch.
 
 def make_scheduler(
     optimizer: torch.optim.Optimizer, recipe: HoVerNeXtRecipe = RECIPE
-) -> torch.optim.lr_scheduler.ReduceLROnPlateau:
-    """ReduceLROnPlateau on validation PQ (mode max); call ``step(val_pq)`` once per epoch."""
+) -> torch.optim.lr_scheduler.ReduceLROnPlateau | torch.optim.lr_scheduler.CosineAnnealingLR:
+    """ReduceLROnPlateau on validation PQ (mode max); call ``step(val_pq)`` once per epoch.
+
+    ``recipe.schedule == "cosine"`` (not the paper's; for short CPU runs): cosine decay from ``lr`` to ``min_lr``
+    over ``epochs``, stepped once per epoch with ``step()``.
+    """
+    if recipe.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, recipe.epochs), eta_min=recipe.min_lr)
+    if recipe.schedule != "plateau":
+        raise ArgumentError(f"recipe.schedule must be 'plateau' or 'cosine', got {recipe.schedule!r}")
     return torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer,
         mode="max",

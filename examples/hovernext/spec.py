@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -21,6 +22,7 @@ from torch import nn
 from torch.utils.data import default_collate
 
 from examples.common.early_stopping import EarlyStopping
+from examples.common.pretrained import resolve_pretrained
 from examples.common.spec import RecipeSpec
 from examples.common.transforms import Compose, ToTensors
 from examples.hovernext import recipe as hrecipe
@@ -29,6 +31,7 @@ from examples.hovernext.losses import HoVerNeXtLoss
 from examples.hovernext.model import HoVerNeXt, hovernext_infer_fn
 from nucfuse_datasets.schema import Sample
 from nucfuse_datasets.targets import HoVerNetTargets
+from nucfuse_datasets.weights import convnextv2_weights
 
 __all__ = ["SPEC", "BatchAugmentCollate", "HoVerNeXtSpec"]
 
@@ -66,15 +69,20 @@ class HoVerNeXtSpec(RecipeSpec):
     def default_train_config(self) -> dict[str, Any]:
         return {"batch_augment": True}
 
-    def build_model(self, model_cfg: Mapping[str, Any], *, load_pretrained: bool = True) -> nn.Module:
-        cfg = dict(model_cfg)
-        pretrained = cfg.pop("pretrained", "") or None
+    def build_model(
+        self, model_cfg: Mapping[str, Any], *, load_pretrained: bool = True, root: str | None = None
+    ) -> nn.Module:
+        pretrained = resolve_pretrained(self, model_cfg, root) if load_pretrained else None
+        cfg = {k: v for k, v in model_cfg.items() if k != "pretrained"}
         if "decoder_channels" in cfg:
             cfg["decoder_channels"] = tuple(cfg["decoder_channels"])
-        return HoVerNeXt(pretrained_path=pretrained if load_pretrained else None, **cfg)
+        return HoVerNeXt(pretrained_path=pretrained, **cfg)
+
+    def fetch_pretrained(self, folder: Path) -> Path:
+        return convnextv2_weights(folder)
 
     def loss_fn(self, recipe: Any) -> nn.Module:
-        return HoVerNeXtLoss()
+        return HoVerNeXtLoss(hv_weight=float(getattr(recipe, "hv_weight", 1.0)))
 
     def infer_fn(self, model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
         return hovernext_infer_fn(model)
@@ -105,7 +113,10 @@ class HoVerNeXtSpec(RecipeSpec):
         return hrecipe.encoder_frozen(epoch_index + 1, recipe)
 
     def scheduler_step(self, scheduler: Any, val_pq: float) -> None:
-        scheduler.step(val_pq)
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            scheduler.step(val_pq)
+        else:  # recipe.schedule = "cosine"
+            scheduler.step()
 
     def early_stopping(self, recipe: Any, cfg: Mapping[str, Any], n_sources: int) -> EarlyStopping:
         patience = int(cfg["train"].get("early_stop_patience") or 0)

@@ -1,4 +1,4 @@
-"""One module per source dataset; each registers its class with :func:`nucfuse_datasets._registry.register`.
+"""One module per source dataset; each registers its class with :func:`nucfuse_datasets.datasets._registry.register`.
 
 Modules here are imported on demand by :func:`nucfuse_datasets.list_datasets`; adding a dataset means
 adding a module (no other file needs editing). Classes are reachable as attributes of this package
@@ -11,9 +11,9 @@ from typing import Any
 
 
 def __getattr__(name: str) -> Any:
-    from nucfuse_datasets._registry import dataset_classes
+    from nucfuse_datasets.datasets._registry import registered
 
-    for cls in dataset_classes():
+    for cls in registered().values():
         if cls.__name__ == name:
             return cls
     raise AttributeError(f"module 'nucfuse_datasets.datasets' has no attribute {name!r}")

@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from nucfuse_datasets._io import read_image, read_label_image
 from nucfuse_datasets.errors import ArgumentError, InvalidSourceError
+from nucfuse_datasets.io.files import read_image, read_label_image
 
 __all__ = [
     "EIGHT",

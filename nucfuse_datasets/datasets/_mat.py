@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nucfuse_datasets._labelmap import check_ids
 from nucfuse_datasets.errors import InvalidSourceError
 
 __all__ = ["integral_array", "label_map", "load_mat", "mat_version"]
@@ -106,21 +107,9 @@ def integral_array(value: np.ndarray, where: str) -> np.ndarray:
         >>> integral_array(np.array([[1.0], [3.0]]), "x").ravel().tolist()
         [1, 3]
     """
-    arr = np.asarray(value)
-    if arr.dtype == np.bool_:
-        return arr.astype(np.int64)
-    floating = np.issubdtype(arr.dtype, np.floating)
-    if not (floating or np.issubdtype(arr.dtype, np.integer)):
-        raise InvalidSourceError(f"{where}: expected a numeric label array, got dtype {arr.dtype}")
-    if arr.size:  # checked before the cast, which would wrap (uint64) or be undefined (huge floats)
-        if floating and not np.all(np.isfinite(arr)):
-            raise InvalidSourceError(f"{where}: non-finite values")
-        if floating and not np.array_equal(arr, np.round(arr)):
-            raise InvalidSourceError(f"{where}: non-integer values in a label array (dtype {arr.dtype})")
-        if arr.min() < 0:
-            raise InvalidSourceError(f"{where}: negative label values")
-        if arr.max() > (np.iinfo(np.int64).max / 2 if floating else np.iinfo(np.int64).max):
-            raise InvalidSourceError(f"{where}: label values too large")
+    arr = check_ids(np.asarray(value), where, InvalidSourceError, integral_floats=True, accept_bool=True)
+    if arr.size and arr.dtype == np.uint64 and int(arr.max()) > np.iinfo(np.int64).max:
+        raise InvalidSourceError(f"{where}: label values too large for int64")  # the cast would wrap
     return arr.astype(np.int64)
 
 
@@ -137,4 +126,4 @@ def label_map(value: np.ndarray, where: str) -> np.ndarray:
     arr = np.asarray(value)
     if arr.ndim != 2:
         raise InvalidSourceError(f"{where}: a label map must be 2-D, got shape {arr.shape}")
-    return integral_array(arr, where)
+    return integral_array(arr, where)  # the dtype and value checks of every label map (_labelmap.check_ids)

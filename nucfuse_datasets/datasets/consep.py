@@ -29,14 +29,13 @@ from typing import Any
 
 import numpy as np
 
-from nucfuse_datasets._config import PathLike
-from nucfuse_datasets._download import Resource
-from nucfuse_datasets._io import read_image, to_rgb_uint8
-from nucfuse_datasets._registry import register
-from nucfuse_datasets.datasets._base import ExpectedCount, NucleiDataset, PaperStats, Transform, find_marker
+from nucfuse_datasets.datasets._base import ExpectedCount, NucleiDataset, Option, PaperStats, Sources, find_marker
 from nucfuse_datasets.datasets._mat import integral_array, label_map, load_mat
+from nucfuse_datasets.datasets._registry import register
 from nucfuse_datasets.errors import InvalidSourceError
-from nucfuse_datasets.store import RawSample
+from nucfuse_datasets.io.download import Resource
+from nucfuse_datasets.io.files import read_image, to_rgb_uint8
+from nucfuse_datasets.io.store import RawSample
 
 __all__ = ["MERGE", "MERGED_CLASS_NAMES", "ORIGINAL_CLASS_NAMES", "CoNSeP", "instance_classes"]
 
@@ -133,7 +132,7 @@ class CoNSeP(NucleiDataset):
             its extracted folder is present, :class:`~nucfuse_datasets.errors.ManualDownloadRequired`
             explains how to get it (``manual_instructions``).
         transforms: Sample transform.
-        classes: ``"original"`` (default; the 7 source classes) or ``"merged"`` (the HoVer-Net paper's 4
+        **options: ``classes=`` ``"original"`` (default; the 7 source classes) or ``"merged"`` (the HoVer-Net paper's 4
             classes: other, inflammatory, epithelial, spindle-shaped); each has its own prepared store.
         progress: progress bars.
 
@@ -194,29 +193,25 @@ class CoNSeP(NucleiDataset):
         "must be extracted). The Kaggle 'tiled-consep-224x224px' copy is a tiled derivative and is not accepted."
     )
 
-    def __init__(
-        self,
-        root: PathLike | None = None,
-        split: str = "all",
-        download: bool = False,
-        transforms: Transform | None = None,
-        *,
-        classes: str = "original",
-        progress: bool | None = None,
-    ) -> None:
-        self._choose("classes", classes, ("original", "merged"), default="original")
+    declared_options = (
+        Option("classes", "original", ("original", "merged"), "the 7 release classes, or HoVer-Net's 4 merged ones"),
+    )
+    classes: str
+
+    def _configure(self) -> None:
         # an instance attribute: the merged variant has its own class list (class-level value: original)
-        self.class_names = MERGED_CLASS_NAMES if classes == "merged" else ORIGINAL_CLASS_NAMES  # type: ignore[misc]
-        super().__init__(root, split, download, transforms, progress=progress)
+        self.class_names = MERGED_CLASS_NAMES if self.classes == "merged" else ORIGINAL_CLASS_NAMES
 
     @classmethod
     def _content_root(cls, res: Resource, base: Path, max_depth: int) -> Path | None:
         # the folder holding Train/ and Test/ (normally CoNSeP/; other copies may lack that top folder)
         return _split_root(base, max_depth + 1)
 
-    def _convert(self, sources: dict[str, Path]) -> Iterator[RawSample]:
+    def _convert(self, sources: Sources) -> Iterator[RawSample]:
         base = sources["consep"]
         for split, sub in SPLIT_DIRS.items():
+            if not getattr(sources, "wants", lambda _: True)(split):
+                continue  # one archive feeds both splits; only the asked-for split is converted
             image_dir, label_dir = base / sub / "Images", base / sub / "Labels"
             if not image_dir.is_dir() or not label_dir.is_dir():
                 raise InvalidSourceError(f"{base / sub}: missing Images/ or Labels/ of the CoNSeP {split} split")

@@ -20,13 +20,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from nucfuse_datasets._download import Resource
-from nucfuse_datasets._io import read_image, to_rgb_uint8
-from nucfuse_datasets._registry import register
-from nucfuse_datasets.datasets._base import ExpectedCount, NucleiDataset, PaperStats, find_marker
+from nucfuse_datasets.datasets._base import ExpectedCount, NucleiDataset, PaperStats, Sources, find_marker
 from nucfuse_datasets.datasets._mat import label_map, load_mat
+from nucfuse_datasets.datasets._registry import register
 from nucfuse_datasets.errors import InvalidSourceError
-from nucfuse_datasets.store import RawSample
+from nucfuse_datasets.io.download import Resource
+from nucfuse_datasets.io.files import read_image, to_rgb_uint8
+from nucfuse_datasets.io.store import RawSample
 
 __all__ = ["CPM17", "DRIVE_FOLDER"]
 
@@ -115,9 +115,11 @@ class CPM17(NucleiDataset):
         # the folder holding train/ and test/ (Drive names it after the shared folder)
         return _split_root(base, max_depth + 1)
 
-    def _convert(self, sources: dict[str, Path]) -> Iterator[RawSample]:
+    def _convert(self, sources: Sources) -> Iterator[RawSample]:
         base = sources["cpm17"]
         for split in ("train", "test"):
+            if not getattr(sources, "wants", lambda _: True)(split):
+                continue  # one archive feeds both splits; only the asked-for split is converted
             image_dir, label_dir = base / split / "Images", base / split / "Labels"
             if not image_dir.is_dir() or not label_dir.is_dir():
                 raise InvalidSourceError(f"{base / split}: missing Images/ or Labels/ of the CPM-17 {split} split")

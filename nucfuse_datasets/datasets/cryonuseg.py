@@ -22,14 +22,13 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from nucfuse_datasets._config import PathLike
-from nucfuse_datasets._download import Resource
-from nucfuse_datasets._io import read_image, to_rgb_uint8
-from nucfuse_datasets._registry import register
-from nucfuse_datasets.datasets._base import ExpectedCount, NucleiDataset, PaperStats, Transform, files_by_stem
+from nucfuse_datasets.datasets._base import ExpectedCount, NucleiDataset, Option, PaperStats, Sources, files_by_stem
 from nucfuse_datasets.datasets._labels import read_instance_map
+from nucfuse_datasets.datasets._registry import register
 from nucfuse_datasets.errors import InvalidSourceError
-from nucfuse_datasets.store import RawSample
+from nucfuse_datasets.io.download import Resource
+from nucfuse_datasets.io.files import read_image, to_rgb_uint8
+from nucfuse_datasets.io.store import RawSample
 
 __all__ = ["ANNOTATORS", "ANNOTATOR_COUNTS", "CryoNuSeg", "label_folder", "organ_from_stem"]
 
@@ -97,8 +96,9 @@ class CryoNuSeg(NucleiDataset):
         split: ``"all"`` (the only split).
         download: no effect: Kaggle needs a login, so the zip is placed by hand.
         transforms: Sample transform.
-        annotator: ``"a1"`` (default; Annotator 1, first round, matches the paper's counts), ``"a1-round2"``
-            (Annotator 1, second round) or ``"a2"`` (Annotator 2). Each mark-up gets its own prepared store.
+        **options: ``annotator=`` ``"a1"`` (default; Annotator 1, first round, matches the paper's counts),
+            ``"a1-round2"`` (Annotator 1, second round) or ``"a2"`` (Annotator 2). Each mark-up gets its own
+            prepared store.
         progress: progress bars.
 
     Example:
@@ -146,22 +146,15 @@ class CryoNuSeg(NucleiDataset):
         "or its extracted content ('tissue images/' and the 'Annotator ...' folders), into <root>/cryonuseg/."
     )
     converter_version = 1
+    declared_options = (
+        Option("annotator", "a1", tuple(ANNOTATORS), "whose mark-up: Annotator 1 (first or second round) or 2"),
+    )
+    annotator: str
 
-    def __init__(
-        self,
-        root: PathLike | None = None,
-        split: str = "all",
-        download: bool = False,
-        transforms: Transform | None = None,
-        *,
-        annotator: str = "a1",
-        progress: bool | None = None,
-    ) -> None:
-        self._choose("annotator", annotator, ANNOTATORS, default="a1")
-        self.expected_counts = ANNOTATOR_COUNTS[annotator]  # the chosen mark-up's published counts
-        super().__init__(root, split, download, transforms, progress=progress)
+    def _configure(self) -> None:
+        self.expected_counts = ANNOTATOR_COUNTS[self.annotator]  # the chosen mark-up's published counts
 
-    def _convert(self, sources: dict[str, Path]) -> Iterator[RawSample]:
+    def _convert(self, sources: Sources) -> Iterator[RawSample]:
         base = sources["main"]
         image_dir = base / IMAGES
         labels_dir = label_folder(base, self.annotator)

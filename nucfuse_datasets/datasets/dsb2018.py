@@ -21,13 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-from nucfuse_datasets._config import PathLike
-from nucfuse_datasets._download import Resource
-from nucfuse_datasets._io import read_image, to_rgb_uint8
-from nucfuse_datasets._registry import register
-from nucfuse_datasets.datasets._base import ExpectedCount, NucleiDataset, PaperStats, Transform
+from nucfuse_datasets.datasets._base import ExpectedCount, NucleiDataset, Option, PaperStats, Sources
+from nucfuse_datasets.datasets._registry import register
 from nucfuse_datasets.errors import InvalidSourceError
-from nucfuse_datasets.store import RawSample
+from nucfuse_datasets.io.download import Resource
+from nucfuse_datasets.io.files import read_image, to_rgb_uint8
+from nucfuse_datasets.io.store import RawSample
 
 __all__ = ["DSB2018", "is_he"]
 
@@ -85,7 +84,7 @@ class DSB2018(NucleiDataset):
         split: ``"train"`` (stage1_train, the only labelled split) or ``"all"``.
         download: fetch the archive of the chosen ``source`` when missing.
         transforms: Sample transform.
-        source: ``"fixed"`` (default; the community-fixed copy, whose H&E subset is exactly the
+        **options: ``source=`` ``"fixed"`` (default; the community-fixed copy, whose H&E subset is exactly the
             paper's 107 tiles) or ``"original"`` (BBBC038's ``stage1_train.zip``).
         progress: progress bars.
 
@@ -120,18 +119,8 @@ class DSB2018(NucleiDataset):
         "and put the zip or its extracted 'stage1_train/' folder into <root>/dsb2018/."
     )
 
-    def __init__(
-        self,
-        root: PathLike | None = None,
-        split: str = "all",
-        download: bool = False,
-        transforms: Transform | None = None,
-        *,
-        source: str = "fixed",
-        progress: bool | None = None,
-    ) -> None:
-        self._choose("source", source, [r.key for r in self.resources], default="fixed")
-        super().__init__(root, split, download, transforms, progress=progress)
+    declared_options = (Option("source", "fixed", tuple(r.key for r in resources), "which upstream copy"),)
+    source: str
 
     @classmethod
     def _content_root(cls, res: Resource, base: Path, max_depth: int) -> Path | None:
@@ -143,7 +132,7 @@ class DSB2018(NucleiDataset):
             return base
         return None
 
-    def _convert(self, sources: dict[str, Path]) -> Iterator[RawSample]:
+    def _convert(self, sources: Sources) -> Iterator[RawSample]:
         base = sources[self.source]
         folders = _image_folders(base)
         if not folders:

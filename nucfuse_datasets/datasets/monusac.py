@@ -36,13 +36,13 @@ from pathlib import Path
 
 import numpy as np
 
-from nucfuse_datasets._download import Resource
-from nucfuse_datasets._io import parse_aperio, read_image, to_rgb_uint8
-from nucfuse_datasets._registry import register
-from nucfuse_datasets.datasets._base import ExpectedCount, NucleiDataset, PaperStats, files_by_stem
+from nucfuse_datasets.datasets._base import ExpectedCount, NucleiDataset, PaperStats, Sources, files_by_stem
 from nucfuse_datasets.datasets._raster import fill_polygon
+from nucfuse_datasets.datasets._registry import register
 from nucfuse_datasets.errors import InvalidSourceError
-from nucfuse_datasets.store import RawSample
+from nucfuse_datasets.io.download import Resource
+from nucfuse_datasets.io.files import parse_aperio, read_image, to_rgb_uint8
+from nucfuse_datasets.io.store import RawSample
 
 __all__ = ["CLASSES", "ORGANS", "MoNuSAC", "read_monusac_xml"]
 
@@ -193,6 +193,7 @@ class MoNuSAC(NucleiDataset):
             hash_source="pinned in constantinpape/torch-em@6f71247 histopathology/monusac.py (no publisher hash)",
             marker=TRAIN_DIR,
             page="https://monusac-2020.grand-challenge.org/Data/",
+            splits=("train",),
         ),
         Resource(
             key="test",
@@ -202,6 +203,7 @@ class MoNuSAC(NucleiDataset):
             hash_source="pinned in constantinpape/torch-em@6f71247 histopathology/monusac.py (no publisher hash)",
             marker=TEST_DIR,
             page="https://monusac-2020.grand-challenge.org/Data/",
+            splits=("test",),
         ),
     )
     splits = ("train", "test")
@@ -228,9 +230,11 @@ class MoNuSAC(NucleiDataset):
         # the MoNuSAC* folder itself (holding the patient folders)
         return _find_split_dir(base, res.key, max_depth)
 
-    def _convert(self, sources: dict[str, Path]) -> Iterator[RawSample]:
+    def _convert(self, sources: Sources) -> Iterator[RawSample]:
         seen: set[str] = set()
         for split in ("train", "test"):
+            if not getattr(sources, "wants", lambda _: True)(split):
+                continue  # preparation is per split: each split has its own archive
             top = sources[split]
             patients = sorted(p for p in top.iterdir() if p.is_dir() and not p.name.startswith((".", "__MACOSX")))
             if not patients:

@@ -27,13 +27,13 @@ from pathlib import Path
 
 import numpy as np
 
-from nucfuse_datasets._download import Resource
-from nucfuse_datasets._io import read_image, to_rgb_uint8
-from nucfuse_datasets._registry import register
-from nucfuse_datasets.datasets._base import ExpectedCount, NucleiDataset, PaperStats, files_by_stem
+from nucfuse_datasets.datasets._base import ExpectedCount, NucleiDataset, PaperStats, Sources, files_by_stem
 from nucfuse_datasets.datasets._labels import read_binary_mask, read_instance_map
+from nucfuse_datasets.datasets._registry import register
 from nucfuse_datasets.errors import ArgumentError, InvalidSourceError
-from nucfuse_datasets.store import TMP_PREFIX, RawSample, safe_id
+from nucfuse_datasets.io.download import Resource
+from nucfuse_datasets.io.files import read_image, to_rgb_uint8
+from nucfuse_datasets.io.store import TMP_PREFIX, RawSample, safe_id
 
 __all__ = ["CV_SEED", "CV_SPLITS", "ORGAN_FIXES", "NuInsSeg", "kfold_test_folds", "nuinsseg_folds", "organ_of"]
 
@@ -214,7 +214,7 @@ class NuInsSeg(NucleiDataset):
             level = nxt
         return None
 
-    def _convert(self, sources: dict[str, Path]) -> Iterator[RawSample]:
+    def _convert(self, sources: Sources) -> Iterator[RawSample]:
         base = sources["main"]
         organs = _organ_dirs(base)
         if not organs:

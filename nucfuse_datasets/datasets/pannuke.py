@@ -27,12 +27,12 @@ from typing import Any
 
 import numpy as np
 
-from nucfuse_datasets._download import Resource
-from nucfuse_datasets._io import load_npy
-from nucfuse_datasets._registry import register
 from nucfuse_datasets.datasets._base import ExpectedCount, NucleiDataset, PaperStats, Sources, find_marker
+from nucfuse_datasets.datasets._registry import register
 from nucfuse_datasets.errors import InvalidSourceError
-from nucfuse_datasets.store import RawSample
+from nucfuse_datasets.io.download import Resource
+from nucfuse_datasets.io.files import load_npy, read_row
+from nucfuse_datasets.io.store import RawSample
 
 __all__ = ["CLASS_NAMES", "FOLD_SIZES", "PanNuke", "instances_from_channels", "tile_image"]
 
@@ -70,6 +70,7 @@ def _fold_resource(n: int) -> Resource:
         marker=f"Fold {n}/masks/fold{n}/masks.npy",
         page=PAGE,
         note="Large (Kaggle copies are 12–13 GiB per fold uncompressed).",
+        splits=(f"fold{n}",),
     )
 
 
@@ -204,6 +205,8 @@ class PanNuke(NucleiDataset):
         # every fold is converted on its own; nothing is skipped because another fold exists. Each fold's
         # extraction (about 13 GB of arrays) is released before the next one is extracted.
         for n in (1, 2, 3):
+            if not sources.wants(f"fold{n}"):
+                continue  # preparation is per fold: PanNuke(root, split="fold1") needs only fold_1.zip
             yield from self._convert_fold(n, sources[f"fold{n}"])
             sources.release(f"fold{n}")
 
@@ -232,8 +235,9 @@ class PanNuke(NucleiDataset):
         rel = fold.name
         for i in range(images.shape[0]):
             where = f"{mask_path}[{i}]"
-            image = tile_image(images[i], f"{img_path}[{i}]")
-            instances, classes, overlap = instances_from_channels(np.asarray(masks[i]), where)
+            # one read per tile, not through the memory map: memory stays flat in the fold's size
+            image = tile_image(read_row(images, i), f"{img_path}[{i}]")
+            instances, classes, overlap = instances_from_channels(read_row(masks, i), where)
             tissue = str(types[i])
             extra: dict[str, Any] = {"tissue": tissue, "fold": n, "index": i}
             if overlap:

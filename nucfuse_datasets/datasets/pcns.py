@@ -28,13 +28,13 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from nucfuse_datasets._download import Resource
-from nucfuse_datasets._io import read_image, to_rgb_uint8
-from nucfuse_datasets._registry import register
-from nucfuse_datasets.datasets._base import ExpectedCount, NucleiDataset, PaperStats
+from nucfuse_datasets.datasets._base import ExpectedCount, NucleiDataset, PaperStats, Sources
 from nucfuse_datasets.datasets._labels import read_instance_map
+from nucfuse_datasets.datasets._registry import register
 from nucfuse_datasets.errors import InvalidSourceError
-from nucfuse_datasets.store import TMP_PREFIX, RawSample
+from nucfuse_datasets.io.download import Resource
+from nucfuse_datasets.io.files import read_image, to_rgb_uint8
+from nucfuse_datasets.io.store import TMP_PREFIX, RawSample
 
 __all__ = ["CANCER_ORGANS", "PCNS", "parse_crosswalk"]
 
@@ -238,7 +238,7 @@ class PCNS(NucleiDataset):
             return super()._content_root(res, base, max_depth)
         return base if base.is_dir() and _has_labels(base) else None
 
-    def _convert(self, sources: dict[str, Path]) -> Iterator[RawSample]:
+    def _convert(self, sources: Sources) -> Iterator[RawSample]:
         base = sources["main"]
         crosswalk = parse_crosswalk(sources["crosswalk"]) if "crosswalk" in sources else None
         images, labels = _index(base)

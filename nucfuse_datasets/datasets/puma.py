@@ -27,19 +27,19 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from nucfuse_datasets._download import Resource
-from nucfuse_datasets._io import MAX_COORDINATE, read_image, to_rgb_uint8
-from nucfuse_datasets._registry import register
-from nucfuse_datasets.datasets._base import ExpectedCount, NucleiDataset, PaperStats, find_marker
+from nucfuse_datasets.datasets._base import ExpectedCount, NucleiDataset, PaperStats, Sources, find_marker
 from nucfuse_datasets.datasets._raster import fill_polygon
+from nucfuse_datasets.datasets._registry import register
 from nucfuse_datasets.errors import InvalidSourceError
-from nucfuse_datasets.store import RawSample
+from nucfuse_datasets.io.download import Resource
+from nucfuse_datasets.io.files import MAX_COORDINATE, read_image, to_rgb_uint8
+from nucfuse_datasets.io.store import RawSample
 
 __all__ = ["NUCLEUS_CLASSES", "PUMA", "TISSUE_CLASSES", "parse_nuclei_geojson", "rasterize_features"]
 
@@ -295,9 +295,9 @@ class PUMA(NucleiDataset):
     paper = PaperStats(205, 97187, "8", "1024×1024", 29.63, 3056)
     manual_instructions = ""
 
-    def active_resources(self) -> tuple[Resource, ...]:
+    def active_resources(self, splits: Iterable[str] | None = None) -> tuple[Resource, ...]:
         """The ROI and nuclei archives (the tissue archive is not needed)."""
-        return tuple(r for r in self.resources if r.required)
+        return tuple(r for r in super().active_resources(splits) if r.required)
 
     @classmethod
     def _content_root(cls, res: Resource, base: Path, max_depth: int) -> Path | None:
@@ -307,7 +307,7 @@ class PUMA(NucleiDataset):
         )
         return _find_dir(base, res.marker or "", pattern, max_depth)
 
-    def _convert(self, sources: dict[str, Path]) -> Iterator[RawSample]:
+    def _convert(self, sources: Sources) -> Iterator[RawSample]:
         rois: dict[str, Path] = {}
         for p in sorted(sources["rois"].iterdir()):
             if p.suffix.lower() not in (".tif", ".tiff") or p.name.startswith("."):

@@ -16,21 +16,20 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 from scipy import ndimage as ndi
 from skimage.draw import ellipse
 
-from nucfuse_datasets._config import PathLike
-from nucfuse_datasets._registry import register
-from nucfuse_datasets.datasets._base import NucleiDataset, Transform
+from nucfuse_datasets.datasets._base import NucleiDataset, Option, Sources
+from nucfuse_datasets.datasets._parallel import Job
+from nucfuse_datasets.datasets._registry import register
 from nucfuse_datasets.errors import ArgumentError
-from nucfuse_datasets.store import RawSample
+from nucfuse_datasets.io.store import RawSample
 
-__all__ = ["HE_STAINS", "Synthetic", "generate_tile"]
+__all__ = ["HE_STAINS", "Synthetic", "generate_tile", "synthetic_tile"]
 
 #: Optical-density vectors (rows: haematoxylin, eosin), unit length.
 HE_STAINS = np.array([[0.650, 0.704, 0.286], [0.072, 0.990, 0.105]])
@@ -135,11 +134,10 @@ class Synthetic(NucleiDataset):
         split: only ``"all"``.
         download: ignored (nothing to download).
         transforms: Sample transform.
-        n_tiles: number of tiles.
-        tile_size: one size (``256`` or ``(H, W)``), or a sequence of sizes used in turn.
-        seed: random seed; the same arguments always give byte-identical tiles.
-        density: nuclei density relative to about 30 per 256² area.
         progress: progress bar (``None`` = on a terminal).
+        **options: ``n_tiles=`` number of tiles (24); ``tile_size=`` one size (``256`` or ``(H, W)``), or a
+            sequence of sizes used in turn; ``seed=`` random seed (0; the same arguments always give
+            byte-identical tiles); ``density=`` nuclei density relative to about 30 per 256² area (1.0).
 
     Example:
         >>> from nucfuse_datasets import get_dataset
@@ -159,27 +157,28 @@ class Synthetic(NucleiDataset):
     test_split = None
     class_names = CLASS_NAMES
     magnification = 40.0
+    declared_options = (
+        Option("n_tiles", 24, doc="number of tiles", check=lambda v: Synthetic._n_tiles(v)),
+        Option(
+            "tile_size", 256, doc="a size, (H, W), or sizes used in turn", check=lambda v: Synthetic._parse_sizes(v)
+        ),
+        Option("seed", 0, doc="random seed", check=int),
+        Option("density", 1.0, doc="nuclei density relative to about 30 per 256²", check=float),
+    )
 
-    def __init__(
-        self,
-        root: PathLike | None = None,
-        split: str = "all",
-        download: bool = False,
-        transforms: Transform | None = None,
-        *,
-        n_tiles: int = 24,
-        tile_size: int | Sequence[int] | Sequence[Sequence[int]] = 256,
-        seed: int = 0,
-        density: float = 1.0,
-        progress: bool | None = None,
-    ) -> None:
-        if n_tiles < 1:
-            raise ArgumentError(f"n_tiles must be >= 1, got {n_tiles}")
-        self.n_tiles = int(n_tiles)
-        self.sizes = self._parse_sizes(tile_size)
-        self.seed = int(seed)
-        self.density = float(density)
-        super().__init__(root, split, download, transforms, progress=progress)
+    n_tiles: int
+    tile_size: list[tuple[int, int]]
+    seed: int
+    density: float
+
+    def _configure(self) -> None:
+        self.sizes = self.tile_size
+
+    @staticmethod
+    def _n_tiles(value: Any) -> int:
+        if int(value) < 1:
+            raise ArgumentError(f"n_tiles must be >= 1, got {value}")
+        return int(value)
 
     @staticmethod
     def _parse_sizes(tile_size: Any) -> list[tuple[int, int]]:
@@ -212,18 +211,24 @@ class Synthetic(NucleiDataset):
             opts["density"] = self.density
         return opts
 
-    def _convert(self, sources: dict[str, Path]) -> Iterator[RawSample]:
+    def _convert(self, sources: Sources) -> Iterator[RawSample | Job]:
         for i in range(self.n_tiles):
-            rng = np.random.default_rng([self.seed, i])
-            h, w = self.sizes[i % len(self.sizes)]
-            image, instances, classes = generate_tile(h, w, rng, density=self.density)
-            ignore = _ambiguous_region(rng, (h, w)) if i % 4 == 3 else None
-            yield RawSample(
-                sample_id=f"synthetic_{self.seed}_{i:04d}",
-                split="all",
-                image=image,
-                instances=instances,
-                classes=classes,
-                ignore=ignore,
-                meta={"organ": "synthetic", "magnification": 40.0, "mpp": 0.25, "original_file": None},
-            )
+            # a deferred job per tile: `prepare(workers=N)` generates tiles in N processes
+            yield Job(synthetic_tile, (self.seed, i, self.sizes[i % len(self.sizes)], self.density))
+
+
+def synthetic_tile(seed: int, i: int, size: tuple[int, int], density: float) -> RawSample:
+    """Tile ``i`` of the synthetic dataset with ``seed`` (a module-level function: picklable for workers)."""
+    rng = np.random.default_rng([seed, i])
+    h, w = size
+    image, instances, classes = generate_tile(h, w, rng, density=density)
+    ignore = _ambiguous_region(rng, (h, w)) if i % 4 == 3 else None
+    return RawSample(
+        sample_id=f"synthetic_{seed}_{i:04d}",
+        split="all",
+        image=image,
+        instances=instances,
+        classes=classes,
+        ignore=ignore,
+        meta={"organ": "synthetic", "magnification": 40.0, "mpp": 0.25, "original_file": None},
+    )

@@ -22,14 +22,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from nucfuse_datasets._config import PathLike
-from nucfuse_datasets._download import Resource
-from nucfuse_datasets._io import read_image, to_rgb_uint8
-from nucfuse_datasets._registry import register
-from nucfuse_datasets.datasets._base import ExpectedCount, NucleiDataset, PaperStats, Transform
+from nucfuse_datasets.datasets._base import ExpectedCount, NucleiDataset, Option, PaperStats, Sources
 from nucfuse_datasets.datasets._labels import binary_to_instances, read_binary_mask
+from nucfuse_datasets.datasets._registry import register
 from nucfuse_datasets.errors import InvalidSourceError
-from nucfuse_datasets.store import RawSample
+from nucfuse_datasets.io.download import Resource
+from nucfuse_datasets.io.files import read_image, to_rgb_uint8
+from nucfuse_datasets.io.store import RawSample
 
 __all__ = ["CONNECTIVITY", "MAX_HOLE", "TNBC"]
 
@@ -86,7 +85,7 @@ class TNBC(NucleiDataset):
         split: ``"all"`` (the only split).
         download: fetch the zip of the chosen ``source`` when missing.
         transforms: Sample transform.
-        source: ``"v1.1"`` (default; Zenodo record 2579118, md5 and size published) or ``"v1"`` (record
+        **options: ``source=`` ``"v1.1"`` (default; Zenodo record 2579118, md5 and size published) or ``"v1"`` (record
             1175282, sha256 pinned by torch-em). Each source gets its own prepared store.
         progress: progress bars.
 
@@ -124,20 +123,10 @@ class TNBC(NucleiDataset):
         "put the zip, or its extracted 'TNBC_NucleiSegmentation/' folder, into <root>/tnbc/."
     )
 
-    def __init__(
-        self,
-        root: PathLike | None = None,
-        split: str = "all",
-        download: bool = False,
-        transforms: Transform | None = None,
-        *,
-        source: str = "v1.1",
-        progress: bool | None = None,
-    ) -> None:
-        self._choose("source", source, [r.key for r in self.resources], default="v1.1")
-        super().__init__(root, split, download, transforms, progress=progress)
+    declared_options = (Option("source", "v1.1", tuple(r.key for r in resources), "which upstream copy"),)
+    source: str
 
-    def _convert(self, sources: dict[str, Path]) -> Iterator[RawSample]:
+    def _convert(self, sources: Sources) -> Iterator[RawSample]:
         top = sources[self.source] / TOP
         slides = sorted(
             (p for p in top.iterdir() if p.is_dir() and _SLIDE.match(p.name)), key=lambda p: _natural(p.name)

@@ -3,13 +3,16 @@
 Used by AJI+ (weights ``inter / (union + 1e-6)``) and by PQ matching when the threshold no
 longer makes matches unique (weights = IoU). Pairs that do not overlap have weight 0.
 
-* Up to :data:`DENSE_MAX_CELLS` cells the dense ``T x P`` matrix is passed to
-  ``scipy.optimize.linear_sum_assignment``, exactly as HoVerNet does, so ties resolve the
-  same way as in the reference code.
-* Above it the problem is split into the connected components of the overlap graph, and each
-  component is solved densely. The optimum total weight is the same (pairs in different
-  components weigh 0), but when two assignments tie exactly, the one chosen may differ from
-  the dense solver's. Memory stays O(K) instead of O(T * P).
+* A pair whose GT and prediction overlap nothing else is in every maximum-weight assignment
+  (leaving it out loses its weight > 0 and frees nothing), so it is taken directly. In real
+  maps this is most pairs.
+* The rest, restricted to the rows and columns still involved (in their original order), is
+  passed as one dense matrix to ``scipy.optimize.linear_sum_assignment``, as HoVerNet passes
+  the full ``T x P`` matrix, while it has at most :data:`DENSE_MAX_CELLS` cells.
+* Above that, it is split into the connected components of the overlap graph and each is
+  solved densely. The optimum total weight is the same (pairs in different components weigh
+  0); when two assignments tie exactly, the one chosen may differ from the full dense
+  solver's. Memory stays O(K) instead of O(T * P).
 """
 
 from __future__ import annotations
@@ -47,16 +50,25 @@ def max_weight_pairs(
     """
     if rows.size == 0:
         return np.zeros(0, dtype=np.intp)
-    if n_rows * n_cols <= DENSE_MAX_CELLS:
-        mat = np.zeros((n_rows, n_cols), dtype=np.float64)
-        mat[rows, cols] = weights
+    deg_r = np.bincount(rows, minlength=n_rows)
+    deg_c = np.bincount(cols, minlength=n_cols)
+    alone = (deg_r[rows] == 1) & (deg_c[cols] == 1)
+    if alone.all():
+        return np.arange(rows.size, dtype=np.intp)
+    rest = np.flatnonzero(~alone)
+    r_ids, r_pos = np.unique(rows[rest], return_inverse=True)
+    c_ids, c_pos = np.unique(cols[rest], return_inverse=True)
+    if r_ids.size * c_ids.size <= DENSE_MAX_CELLS:
+        mat = np.zeros((r_ids.size, c_ids.size), dtype=np.float64)
+        mat[r_pos, c_pos] = weights[rest]
         r, c = linear_sum_assignment(-mat)
         keep = mat[r, c] > 0.0
-        r, c = r[keep], c[keep]
+        r, c = r_ids[r[keep]], c_ids[c[keep]]
     else:
-        r, c = _by_component(rows, cols, weights, n_rows, n_cols)
+        r, c = _by_component(rows[rest], cols[rest], weights[rest], n_rows, n_cols)
     keys = rows.astype(np.int64) * n_cols + cols
-    return np.searchsorted(keys, r.astype(np.int64) * n_cols + c).astype(np.intp)
+    found = np.searchsorted(keys, r.astype(np.int64) * n_cols + c)
+    return np.sort(np.concatenate((np.flatnonzero(alone), found))).astype(np.intp)
 
 
 def _by_component(

@@ -16,13 +16,27 @@ from numpy.typing import NDArray
 
 from nucfuse_datasets.metrics._relabel import Dense
 
-__all__ = ["TABLE_MIN_CELLS", "TABLE_PIXEL_FACTOR", "Overlap", "overlap", "overlap_raw"]
+__all__ = [
+    "RUN_MAX_FRACTION",
+    "RUN_MAX_TABLE_FRACTION",
+    "TABLE_MIN_CELLS",
+    "TABLE_PIXEL_FACTOR",
+    "Overlap",
+    "overlap",
+    "overlap_raw",
+]
 
 #: The dense ``(T+1) x (P+1)`` bincount table is used while it has at most
 #: ``max(TABLE_PIXEL_FACTOR * pixels, TABLE_MIN_CELLS)`` cells (memory O(H*W)); beyond that
 #: (maps with very many instances) the overlapping pairs are found with ``np.unique``.
 TABLE_PIXEL_FACTOR = 2
 TABLE_MIN_CELLS = 1 << 20
+#: :func:`overlap_raw` counts the joint keys with one ``np.bincount`` while the table has at
+#: most this many cells per pixel, and run-length encodes them above it.
+RUN_MAX_TABLE_FRACTION = 0.25
+#: Run-length encoding is abandoned for the table (when it fits) once the runs exceed this
+#: fraction of the pixels (noise-like maps, where sorting the runs would cost more).
+RUN_MAX_FRACTION = 0.25
 
 
 @dataclass(frozen=True)
@@ -62,13 +76,50 @@ def _table_fits(n_cells: int, n_pixels: int) -> bool:
     return n_cells <= max(TABLE_PIXEL_FACTOR * n_pixels, TABLE_MIN_CELLS)
 
 
+def _key_dtype(n_cells: int) -> type[np.integer[Any]]:
+    return np.int32 if n_cells < 2**31 else np.int64
+
+
+def _from_pairs(
+    gt: NDArray[Any], pred: NDArray[Any], keys: NDArray[np.integer[Any]], counts: NDArray[np.int64], width: int
+) -> Overlap:
+    """Build the table from the distinct joint keys ``g * width + p`` (ascending) and their pixel counts."""
+    g_raw, p_raw = np.divmod(keys, width)
+    in_g, in_p = g_raw > 0, p_raw > 0
+    # keys ascend, so g_raw does: the GT areas are sums over runs of equal g_raw.
+    g_fg, n_fg = g_raw[in_g], counts[in_g]
+    if g_fg.size:
+        starts = np.flatnonzero(np.concatenate(([True], g_fg[1:] != g_fg[:-1])))
+        true_ids, true_area = g_fg[starts], np.add.reduceat(n_fg, starts)
+    else:
+        true_ids, true_area = g_fg, n_fg
+    # Pred areas: the distinct pairs are few, so sort their prediction ids (any size of id).
+    pred_ids, p_pos = np.unique(p_raw[in_p], return_inverse=True)
+    pred_area = np.bincount(p_pos, weights=counts[in_p], minlength=pred_ids.size)  # exact below 2**53
+    both = in_g & in_p
+    rows = np.searchsorted(true_ids, g_raw[both])
+    cols = np.searchsorted(pred_ids, p_raw[both])
+    return Overlap(
+        true_ids.astype(gt.dtype),
+        pred_ids.astype(pred.dtype),
+        true_area.astype(np.int64),
+        pred_area.astype(np.int64),
+        rows.astype(np.intp),
+        cols.astype(np.intp),
+        counts[both].astype(np.int64),
+    )
+
+
 def overlap_raw(gt: NDArray[Any], pred: NDArray[Any]) -> Overlap | None:
     """Build the table straight from the original ids, without relabelling the pixels.
 
-    Applies when the largest ids are small enough for a ``(max_g+1) x (max_p+1)`` table of
-    O(H*W) cells (the common case: ids up to a few thousand); returns ``None`` otherwise.
-    Rows and columns of absent ids are dropped from the table afterwards, which gives the
-    same ascending-id order as relabelling first.
+    One pass forms the joint key ``g * (max_p + 1) + p`` of every pixel. When the
+    ``(max_g+1) x (max_p+1)`` table is small, one ``np.bincount`` of the keys is the table.
+    Otherwise the keys are run-length encoded along the raster (a nucleus is a few dozen runs,
+    not a few hundred pixels) and only the runs are sorted, so no per-pixel sort and no table
+    larger than the image. Maps whose runs are nearly as many as the pixels (noise) fall back
+    to the table while it fits. Returns ``None`` when the ids are too large for a 63-bit key
+    (then the caller relabels first).
     """
     g = gt.reshape(-1)
     p = pred.reshape(-1)
@@ -77,31 +128,28 @@ def overlap_raw(gt: NDArray[Any], pred: NDArray[Any]) -> Overlap | None:
     max_g, max_p = int(g.max()), int(p.max())
     width = max_p + 1
     n_cells = (max_g + 1) * width
-    if not _table_fits(n_cells, g.size):
+    if n_cells >= 2**62:
         return None
-    key = g.astype(np.int32 if n_cells < 2**31 else np.int64)
-    key *= width
+    kdt = _key_dtype(n_cells)
+    key = np.multiply(g, width, dtype=kdt, casting="unsafe")  # exact: g * width < n_cells
     np.add(key, p, out=key, casting="unsafe")  # p <= max_p < width: exact
-    table = np.bincount(key, minlength=n_cells).reshape(max_g + 1, width)
-    area_g = table[1:].sum(axis=1)
-    area_p = table[:, 1:].sum(axis=0)
-    has_g, has_p = area_g > 0, area_p > 0
-    # np.flatnonzero on the contiguous table is faster than np.nonzero on the [1:, 1:] view.
-    flat_idx = np.flatnonzero(table)
-    r_raw, c_raw = np.divmod(flat_idx, width)
-    inner = (r_raw > 0) & (c_raw > 0)
-    flat_idx, r_raw, c_raw = flat_idx[inner], r_raw[inner], c_raw[inner]
-    rank_g = np.cumsum(has_g) - 1
-    rank_p = np.cumsum(has_p) - 1
-    return Overlap(
-        (np.flatnonzero(has_g) + 1).astype(gt.dtype),
-        (np.flatnonzero(has_p) + 1).astype(pred.dtype),
-        area_g[has_g].astype(np.int64),
-        area_p[has_p].astype(np.int64),
-        rank_g[r_raw - 1].astype(np.intp),
-        rank_p[c_raw - 1].astype(np.intp),
-        table.reshape(-1)[flat_idx].astype(np.int64),
-    )
+    runs = None
+    fits = _table_fits(n_cells, g.size)
+    if n_cells > RUN_MAX_TABLE_FRACTION * g.size or not fits:
+        starts = np.flatnonzero(key[1:] != key[:-1]) + 1
+        if starts.size < RUN_MAX_FRACTION * g.size or not fits:
+            runs = starts
+    if runs is None:
+        table = np.bincount(key, minlength=n_cells)
+        nz = np.flatnonzero(table)
+        return _from_pairs(gt, pred, nz, table[nz].astype(np.int64), width)
+    bounds = np.concatenate(([0], runs, [g.size]))
+    run_key = key[bounds[:-1]]
+    run_len = np.diff(bounds)
+    order = np.argsort(run_key, kind="stable")
+    run_key, run_len = run_key[order], run_len[order]
+    first = np.flatnonzero(np.concatenate(([True], run_key[1:] != run_key[:-1])))
+    return _from_pairs(gt, pred, run_key[first], np.add.reduceat(run_len, first).astype(np.int64), width)
 
 
 def overlap(gt: Dense, pred: Dense) -> Overlap:

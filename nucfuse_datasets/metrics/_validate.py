@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from nucfuse_datasets._labelmap import check_label_map
 from nucfuse_datasets.errors import ArgumentError, MetricInputError
 
 __all__ = [
@@ -35,39 +36,12 @@ def as_label_map(x: Any, name: str) -> NDArray[Any]:
     (ids above 2**24 / 2**53 are not representable), anything else, negative ids, and arrays
     that are not 2-D.
     """
-    try:
-        arr = np.asarray(x)
-    except (ValueError, TypeError) as exc:
-        raise MetricInputError(f"{name} cannot be read as an array: {exc}") from None
-    kind = arr.dtype.kind
-    if kind == "b":
-        raise MetricInputError(
-            f"{name} is a boolean mask (dtype bool); an instance map needs integer ids with "
-            "0 = background. Label its connected components first, e.g. "
-            "scipy.ndimage.label(mask)[0]."
-        )
-    if kind == "f":
-        raise MetricInputError(
-            f"{name} has the floating-point dtype {arr.dtype}; instance ids must be integers "
-            "(float32 cannot hold ids above 2**24, float64 none above 2**53). If the values "
-            "are exact integers, cast first, e.g. label_map.astype(np.int64)."
-        )
-    if kind not in "iu":
-        raise MetricInputError(
-            f"{name} has dtype {arr.dtype}; an instance map needs an integer dtype "
-            "(uint8, uint16, uint32, uint64, int8, int16, int32 or int64)."
-        )
-    if arr.ndim != 2:
-        raise MetricInputError(f"{name} must be a 2-D (H, W) instance map; got shape {arr.shape}.")
-    if kind == "i" and arr.size:
-        low = arr.min()
-        if low < 0:
-            n_neg = int(np.count_nonzero(arr < 0))
-            raise MetricInputError(
-                f"{name} contains negative ids (minimum {int(low)}, {n_neg} pixel(s)); ids must "
-                "be >= 0, with 0 = background."
-            )
-    return arr
+    return check_label_map(
+        x,
+        name,
+        MetricInputError,
+        bool_hint=". Label its connected components first, e.g. scipy.ndimage.label(mask)[0].",
+    )
 
 
 def check_pair(gt: NDArray[Any], pred: NDArray[Any]) -> None:

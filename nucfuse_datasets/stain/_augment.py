@@ -28,7 +28,7 @@ from nucfuse_datasets.stain._macenko import (
 from nucfuse_datasets.stain._normalizer import MacenkoNormalizer, as_estimates
 
 if TYPE_CHECKING:  # pragma: no cover
-    from nucfuse_datasets._config import PathLike
+    from nucfuse_datasets.io.config import PathLike
     from nucfuse_datasets.schema import Sample
 
 __all__ = ["StainAugment"]
@@ -138,14 +138,13 @@ class StainAugment:
             out: list[StainEstimate] = []
             for i, item in enumerate(items):
                 if isinstance(item, MacenkoNormalizer):
-                    if not item.is_fitted:
+                    if item.target is None:
                         raise ArgumentError(f"references[{i}] is an unfitted MacenkoNormalizer")
                     if (item.io, item.alpha, item.beta) != (self.io, self.alpha, self.beta):
                         raise ArgumentError(
                             f"references[{i}] uses io/alpha/beta {(item.io, item.alpha, item.beta)}, "
                             f"this transform {(self.io, self.alpha, self.beta)}"
                         )
-                    assert item.target is not None
                     out.append(item.target)
                 else:
                     out.extend(as_estimates(item, io=self.io, alpha=self.alpha, beta=self.beta))

@@ -26,7 +26,7 @@ from nucfuse_datasets.stain._macenko import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover
-    from nucfuse_datasets._config import PathLike
+    from nucfuse_datasets.io.config import PathLike
 
 __all__ = ["FORMAT", "MacenkoNormalizer", "as_estimates"]
 

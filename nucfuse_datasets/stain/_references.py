@@ -8,10 +8,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from nucfuse_datasets._config import PathLike, resolve_root
-from nucfuse_datasets._io import atomic_write_json
 from nucfuse_datasets._registry import get_dataset
 from nucfuse_datasets.errors import ArgumentError, NucFuseWarning
+from nucfuse_datasets.io.config import PathLike, resolve_root
+from nucfuse_datasets.io.files import atomic_write_json
 from nucfuse_datasets.stain._macenko import ALPHA, BETA, IO, StainEstimate, StainEstimationError, analyse
 
 __all__ = ["CACHE_FILE", "DEFAULT_ORGANS", "cache_path", "default_references", "fit_references"]

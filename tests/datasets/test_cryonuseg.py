@@ -9,10 +9,9 @@ import pytest
 
 from nucfuse_datasets.datasets.cryonuseg import ANNOTATORS, CryoNuSeg, label_folder, organ_from_stem
 from nucfuse_datasets.errors import ArgumentError, CountMismatchWarning, InvalidSourceError, ManualDownloadRequired
-from nucfuse_datasets.store import relabel_sequential
 from tests.conftest import copy_native
 from tests.fakedata import cryonuseg as fake
-from tests.fakedata._common import tile
+from tests.fakedata._common import dense_ids, tile
 
 
 @pytest.fixture
@@ -32,7 +31,7 @@ def test_default_markup_ids_organs(root):
     for i in range(len(ds)):  # 'label masks modify', not the 'label masks' decoy with one label more
         image, inst, _ = tile(fake.SIZE, fake.SIZE, 1200 + i)
         s = ds[i]
-        assert np.array_equal(s.instances, relabel_sequential(inst)[0])
+        assert np.array_equal(s.instances, dense_ids(inst))
         assert np.array_equal(s.image, image)
 
 

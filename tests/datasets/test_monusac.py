@@ -10,7 +10,7 @@ import pytest
 import nucfuse_datasets as nf
 from nucfuse_datasets.datasets.monusac import MoNuSAC, read_monusac_xml
 from nucfuse_datasets.errors import InvalidSourceError
-from nucfuse_datasets.store import PreparedStore
+from nucfuse_datasets.io.store import PreparedStore
 from tests.conftest import copy_native
 from tests.fakedata import monusac as fake_monusac
 

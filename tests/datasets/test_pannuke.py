@@ -153,7 +153,7 @@ def test_resources_and_counts():
 
 
 def test_folds_are_extracted_one_at_a_time(tmp_path, serve_fake, monkeypatch):
-    from nucfuse_datasets.datasets import _base
+    from nucfuse_datasets.datasets import _sources
 
     served = serve_fake("pannuke")
     target = tmp_path / "pannuke"
@@ -161,14 +161,14 @@ def test_folds_are_extracted_one_at_a_time(tmp_path, serve_fake, monkeypatch):
     for archive in served.fake.archives.values():
         (target / archive.name).write_bytes(archive.read_bytes())
     seen = []
-    real = _base.extract_archive
+    real = _sources.extract_archive
 
     def spy(archive, dest, **kw):
         # extraction folders that exist when a new archive is extracted
         seen.append(sorted(p.name for p in dest.parent.iterdir()) if dest.parent.exists() else [])
         return real(archive, dest, **kw)
 
-    monkeypatch.setattr(_base, "extract_archive", spy)
+    monkeypatch.setattr(_sources, "extract_archive", spy)
     ds = nf.get_dataset("pannuke", root=tmp_path, progress=False)
     assert len(seen) == 3 and all(s == [] for s in seen)  # fold n-1's extraction is gone before fold n is extracted
     assert {ds.meta(i).split for i in range(len(ds))} == {"fold1", "fold2", "fold3"}

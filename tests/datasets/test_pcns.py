@@ -12,10 +12,10 @@ import nucfuse_datasets as nf
 from nucfuse_datasets.datasets._labels import read_instance_map
 from nucfuse_datasets.datasets.pcns import CROSSWALK_PATCHES, PCNS, parse_crosswalk
 from nucfuse_datasets.errors import CountMismatchWarning, InvalidSourceError, ManualDownloadRequired
-from nucfuse_datasets.store import PreparedStore, relabel_sequential
+from nucfuse_datasets.io.store import PreparedStore
 from tests.conftest import copy_archives, copy_native
 from tests.fakedata import pcns as fake_pcns
-from tests.fakedata._common import rgba, tile, write_png
+from tests.fakedata._common import dense_ids, rgba, tile, write_png
 
 
 @pytest.fixture
@@ -44,7 +44,7 @@ def test_8_and_16_bit_labels_keep_every_instance(prepared, pid):
     side = fake_pcns.PATCHES[pid][1]
     image, inst, _ = tile(side, side, 500 + position)
     sample = prepared[prepared.index_of(pid)]
-    assert np.array_equal(sample.instances, relabel_sequential(inst)[0])
+    assert np.array_equal(sample.instances, dense_ids(inst))
     assert np.array_equal(sample.image, image)  # alpha dropped (RGBA for all but patch 7)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -12,8 +13,8 @@ from skimage.draw import polygon as fill
 import nucfuse_datasets as nf
 from nucfuse_datasets.datasets.puma import NUCLEUS_CLASSES, PUMA, parse_nuclei_geojson, rasterize_features
 from nucfuse_datasets.errors import InvalidSourceError
-from nucfuse_datasets.store import PreparedStore
-from tests.conftest import copy_native
+from nucfuse_datasets.io.store import PreparedStore
+from tests.conftest import REALDATA, copy_native, realdata
 from tests.fakedata import puma as fake_puma
 
 
@@ -191,3 +192,23 @@ def test_expected_counts_report_the_paper_row():
     assert PUMA.paper.tiles == 205 and PUMA.paper.nuclei == 97187
     diffs = PUMA.__new__(PUMA).check_counts({"all": {"tiles": 206, "nuclei": 97429}})
     assert [d["what"] for d in diffs] == ["tiles"]  # 97,429 is within the documented 0.5 %
+
+
+def test_class_names_match_the_real_geojsons():
+    # expectations from the real PUMA release files (../shared/realdata/puma) read with json alone, and from the
+    # team's reference list of the 10 nucleus classes, not from the library's own table
+    src = realdata("puma") / "01_training_dataset_geojson_nuclei"
+    files = sorted(src.glob("*_nuclei.geojson"))
+    assert len(files) == 6
+    per_file = {}
+    for path in files:
+        features = json.loads(path.read_text())["features"]
+        per_file[path] = [f["properties"]["classification"]["name"] for f in features]
+    seen = {name for names in per_file.values() for name in names}
+    assert seen <= set(PUMA.class_names[1:]) and len(seen) == 9  # the six files hold 9 of the 10 classes
+    reference = REALDATA.parent / "reference" / "datasets.md"
+    if reference.is_file():
+        listed = re.search(r"Nucleus classes \(10\): (.*?)\.\n", reference.read_text(), flags=re.S).group(1)
+        assert set(re.findall(r"`(nuclei_\w+)`", listed)) == set(PUMA.class_names[1:])
+    for path, names in per_file.items():  # the parser keeps every feature and its class name, in document order
+        assert [name for name, _ in parse_nuclei_geojson(path)] == names, path.name

@@ -18,6 +18,18 @@ def tile(h: int, w: int, seed: int, density: float = 1.5) -> tuple[np.ndarray, n
     return generate_tile(h, w, np.random.default_rng(seed), density=density)
 
 
+def dense_ids(instances: np.ndarray) -> np.ndarray:
+    """The expected converted map, written independently of the library: ids renumbered 1..N by ascending old id.
+
+    A plain lookup over the sorted distinct non-zero ids (0 stays background), so tests that compare a converted
+    map with it do not take their expectation from ``nucfuse_datasets.io.store.relabel_sequential``.
+    """
+    out = np.zeros(instances.shape, np.int32)
+    for new, old in enumerate(sorted(set(instances.ravel().tolist()) - {0}), start=1):
+        out[instances == old] = new
+    return out
+
+
 def rgba(image: np.ndarray) -> np.ndarray:
     """Append an opaque alpha channel."""
     return np.concatenate([image, np.full((*image.shape[:2], 1), 255, np.uint8)], axis=2)

@@ -13,9 +13,8 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
-from nucfuse_datasets.store import relabel_sequential
 from tests.fakedata import FakeData
-from tests.fakedata._common import rgba, tile, write_png, zip_tree
+from tests.fakedata._common import dense_ids, rgba, tile, write_png, zip_tree
 
 NAME = "consep"
 TRAIN = ["train_1", "train_2", "train_10"]
@@ -31,7 +30,7 @@ def type_of(k: int) -> int:
 def label_of(seed: int) -> np.ndarray:
     """The contiguous (1..N) instance map the fake writes for ``seed``."""
     _, inst, _ = tile(SIZE, SIZE, seed, density=3.0)
-    return relabel_sequential(inst)[0]
+    return dense_ids(inst)
 
 
 def write_mat(path: Path, inst: np.ndarray) -> None:
@@ -84,3 +83,69 @@ def make(workdir: Path) -> FakeData:
         tiles={"train": len(TRAIN), "test": len(TEST), "all": len(TRAIN) + len(TEST)},
         nuclei={**nuclei, "all": nuclei["train"] + nuclei["test"]},
     )
+
+
+def bad_inputs() -> list:
+    """This dataset's cases of the bad-input corpus (``tests/reliability``): each breaks the fake in one way."""
+    from nucfuse_datasets.errors import InvalidSourceError, UnsafeArchiveError
+    from tests.reliability.corpus import (
+        CONSEP_MAT,
+        CONSEP_PNG,
+        Case,
+        _grey,
+        garbage,
+        mat_of,
+        native,
+        np,
+        png_of,
+        set_pixel,
+        text,
+        with_inst_map,
+        zip_member,
+    )
+
+    return [
+        Case(
+            "zip-symlink",
+            "consep",
+            zip_member("consep", lambda ctx: "CoNSeP/Train/Images/link.png", symlink="target.png"),
+            UnsafeArchiveError,
+            ("symbolic link",),
+        ),
+        Case("mat-garbage-consep", "consep", native(CONSEP_MAT, garbage), InvalidSourceError, (".mat",)),
+        Case(
+            "mat-v73-consep",
+            "consep",
+            native(
+                CONSEP_MAT,
+                text(
+                    f"{'MATLAB 7.3 MAT-file, Platform: GLNXA64, HDF5 schema 1.00 .':<116}        \x00\x02IM"
+                    + "\0" * 512
+                ),
+            ),
+            InvalidSourceError,
+            ("v7.3",),
+        ),
+        Case("greyscale-png-consep", "consep", native(CONSEP_PNG, png_of(_grey)), InvalidSourceError, ("greyscale",)),
+        Case(
+            "label-negative-mat-consep",
+            "consep",
+            native(CONSEP_MAT, mat_of(with_inst_map(set_pixel(-1)))),
+            InvalidSourceError,
+            ("negative",),
+        ),
+        Case(
+            "label-fraction-mat-consep",
+            "consep",
+            native(CONSEP_MAT, mat_of(with_inst_map(set_pixel(2.5)))),
+            InvalidSourceError,
+            ("non-integer",),
+        ),
+        Case(
+            "class-out-of-range-consep",
+            "consep",
+            native(CONSEP_MAT, mat_of(lambda d: {**d, "inst_type": np.full_like(d["inst_type"], 9.0)})),
+            InvalidSourceError,
+            ("outside",),
+        ),
+    ]

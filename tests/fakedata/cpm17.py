@@ -51,3 +51,58 @@ def make(workdir: Path) -> FakeData:
         tiles={"train": 2, "test": 2, "all": 4},
         nuclei={**nuclei, "all": nuclei["train"] + nuclei["test"]},
     )
+
+
+def bad_inputs() -> list:
+    """This dataset's cases of the bad-input corpus (``tests/reliability``): each breaks the fake in one way."""
+    from nucfuse_datasets.errors import InvalidSourceError
+    from tests.reliability.corpus import (
+        CPM_MAT,
+        Case,
+        _empty_folders,
+        _hw,
+        empty,
+        mat_bytes,
+        mat_of,
+        native,
+        np,
+        set_pixel,
+        truncated,
+        with_inst_map,
+    )
+
+    return [
+        Case("mat-truncated-cpm17", "cpm17", native(CPM_MAT, truncated(0.5)), InvalidSourceError, (".mat",)),
+        Case(
+            "mat-missing-variable-cpm17",
+            "cpm17",
+            native(CPM_MAT, lambda p: mat_bytes({"labels": np.zeros(_hw(p))})),
+            InvalidSourceError,
+            ("inst_map", "missing"),
+        ),
+        Case(
+            "size-mismatch-cpm17",
+            "cpm17",
+            native(CPM_MAT, lambda p: mat_bytes({"inst_map": np.zeros((10, 12), np.int32)})),
+            InvalidSourceError,
+            ("differs",),
+        ),
+        Case(
+            "label-nan-mat-cpm17",
+            "cpm17",
+            native(CPM_MAT, mat_of(with_inst_map(set_pixel(np.nan)))),
+            InvalidSourceError,
+            ("non-finite",),
+        ),
+        Case("empty-mat-cpm17", "cpm17", native(CPM_MAT, empty), InvalidSourceError, (".mat",)),
+        Case(
+            "empty-extracted-folders-cpm17",
+            "cpm17",
+            lambda ctx: _empty_folders(
+                ctx, [f"cpm17/{s}/{k}" for s in ("train", "test") for k in ("Images", "Labels")]
+            ),
+            InvalidSourceError,
+            ("produced no samples", "nucfuse info cpm17"),
+            rerun=False,
+        ),
+    ]

@@ -67,3 +67,52 @@ def make(workdir: Path) -> FakeData:
         nuclei={"all": nuclei},
         options={},
     )
+
+
+def bad_inputs() -> list:
+    """This dataset's cases of the bad-input corpus (``tests/reliability``): each breaks the fake in one way."""
+    from nucfuse_datasets.errors import InvalidSourceError, ManualDownloadRequired, UnexpectedContentError
+    from tests.reliability.corpus import (
+        CRYO_IMG,
+        CRYO_LABEL,
+        Case,
+        _negative_label,
+        _rgb16,
+        local_html,
+        local_truncated,
+        native,
+        renamed,
+        same_stem,
+        tiff_of,
+    )
+
+    return [
+        Case("html-local-unpinned", "cryonuseg", local_html(pinned=False), UnexpectedContentError, ("html page",)),
+        Case(
+            "truncated-zip-unpinned",
+            "cryonuseg",
+            local_truncated("main", 0.6, pinned=False),
+            InvalidSourceError,
+            ("truncated",),
+        ),
+        Case(
+            "kaggle-archive-zip",
+            "cryonuseg",
+            renamed("main", "archive.zip", pinned=False),
+            ManualDownloadRequired,
+            ("rename it",),
+        ),
+        Case(
+            "16bit-rgb-tiff-cryonuseg", "cryonuseg", native(CRYO_IMG, tiff_of(_rgb16)), InvalidSourceError, ("8-bit",)
+        ),
+        Case(
+            "label-negative-tiff-cryonuseg",
+            "cryonuseg",
+            native(CRYO_LABEL, tiff_of(_negative_label)),
+            InvalidSourceError,
+            ("negative",),
+        ),
+        Case(
+            "duplicate-tif-tiff-cryonuseg", "cryonuseg", same_stem(CRYO_LABEL, ".tiff"), InvalidSourceError, ("both",)
+        ),
+    ]

@@ -57,3 +57,30 @@ def make(workdir: Path) -> FakeData:
         tiles={"train": N_HE, "all": N_HE},
         nuclei={"train": nuclei, "all": nuclei},
     )
+
+
+def bad_inputs() -> list:
+    """This dataset's cases of the bad-input corpus (``tests/reliability``): each breaks the fake in one way."""
+    from nucfuse_datasets.errors import ChecksumError, InvalidSourceError
+    from tests.reliability.corpus import (
+        DSB_HE_MASK,
+        DSB_HE_PNG,
+        Case,
+        _half,
+        dsb_ids_collapsing,
+        garbage,
+        local_html,
+        native,
+        png_of,
+        truncated,
+    )
+
+    return [
+        Case(
+            "html-local-pinned", "dsb2018", local_html(pinned=True), ChecksumError, ("html page", "download it again")
+        ),
+        Case("png-truncated-dsb2018", "dsb2018", native(DSB_HE_PNG, truncated(0.6)), InvalidSourceError, ("decode",)),
+        Case("png-garbage-dsb2018-mask", "dsb2018", native(DSB_HE_MASK, garbage), InvalidSourceError, ("decode",)),
+        Case("size-mismatch-dsb2018", "dsb2018", native(DSB_HE_MASK, png_of(_half)), InvalidSourceError, ("differs",)),
+        Case("duplicate-safe-id-dsb2018", "dsb2018", dsb_ids_collapsing, InvalidSourceError, ("duplicate",)),
+    ]

@@ -125,3 +125,81 @@ def make(workdir: Path) -> FakeData:
         tiles={"train": len(TRAIN), "test": len(TEST), "all": len(TRAIN) + len(TEST)},
         nuclei={"train": n_train, "test": n_test, "all": n_train + n_test},
     )
+
+
+def bad_inputs() -> list:
+    """This dataset's cases of the bad-input corpus (``tests/reliability``): each breaks the fake in one way."""
+    from nucfuse_datasets.errors import InvalidSourceError, UnsafeArchiveError
+    from tests.reliability.corpus import (
+        BILLION_LAUGHS,
+        EXTERNAL_ENTITY,
+        MONUSAC_TEST,
+        MONUSAC_XML,
+        PARAMETER_ENTITY,
+        Case,
+        empty,
+        escape,
+        garbage,
+        native,
+        same_stem,
+        text,
+        truncated,
+        zip_member,
+    )
+
+    return [
+        Case(
+            "zip-backslash-dotdot",
+            "monusac",
+            zip_member("train", lambda ctx: escape("MoNuSAC_images_and_annotations")(ctx).replace("/", "\\")),
+            UnsafeArchiveError,
+            ("'..'",),
+        ),
+        Case(
+            "xml-billion-laughs-monusac",
+            "monusac",
+            native(MONUSAC_XML, text(BILLION_LAUGHS)),
+            InvalidSourceError,
+            ("refused",),
+            max_seconds=2.0,
+        ),
+        Case(
+            "xml-external-entity-monusac",
+            "monusac",
+            native(MONUSAC_XML, text(EXTERNAL_ENTITY)),
+            InvalidSourceError,
+            ("refused",),
+            max_seconds=2.0,
+        ),
+        Case(
+            "xml-parameter-entity-monusac",
+            "monusac",
+            native(MONUSAC_XML, text(PARAMETER_ENTITY)),
+            InvalidSourceError,
+            ("refused",),
+            max_seconds=2.0,
+        ),
+        Case("xml-truncated-monusac", "monusac", native(MONUSAC_XML, truncated(0.5)), InvalidSourceError, ("xml",)),
+        Case(
+            "xml-vertex-not-a-number-monusac",
+            "monusac",
+            native(MONUSAC_XML, lambda p: p.read_bytes().replace(b'X="', b'X="x', 1)),
+            InvalidSourceError,
+            ("non-numeric",),
+        ),
+        Case(
+            "svs-only-and-corrupt-monusac",
+            "monusac",
+            native(f"{MONUSAC_TEST}/TCGA-2Z-A9JG-01Z-00-DX1/TCGA-2Z-A9JG-01Z-00-DX1_2.svs", garbage),
+            InvalidSourceError,
+            ("missing", "cannot be read"),
+        ),
+        Case("empty-xml-monusac", "monusac", native(MONUSAC_XML, empty), InvalidSourceError, ("xml",)),
+        Case(
+            "duplicate-tif-tiff-monusac",
+            "monusac",
+            same_stem("MoNuSAC_images_and_annotations/*/*.tif", ".TIF"),
+            InvalidSourceError,
+            ("both",),
+        ),
+    ]

@@ -58,3 +58,104 @@ def make(workdir: Path) -> FakeData:
             "all": NUCLEI * (len(TRAIN) + len(TEST)),
         },
     )
+
+
+def bad_inputs() -> list:
+    """This dataset's cases of the bad-input corpus (``tests/reliability``): each breaks the fake in one way."""
+    from nucfuse_datasets.errors import ChecksumError, DatasetNotFoundError, InvalidSourceError
+    from tests.reliability.corpus import (
+        BILLION_LAUGHS,
+        EXTERNAL_ENTITY,
+        MONUSEG_EMPTY,
+        MONUSEG_TRAIN_TIF,
+        MONUSEG_TRAIN_XML,
+        NO_REGIONS,
+        Case,
+        _empty_folders,
+        _grey,
+        download_tampered,
+        empty,
+        garbage,
+        misnamed_folder,
+        native,
+        renamed,
+        same_stem,
+        text,
+        tiff_of,
+        truncated,
+    )
+
+    return [
+        Case("hash-download-wrong", "monuseg", download_tampered, ChecksumError, ("expected", "discarded", "by hand")),
+        Case(
+            "archive-renamed-by-browser",
+            "monuseg",
+            renamed("test", "MoNuSegTestData (1).zip", pinned=True),
+            DatasetNotFoundError,
+            ("download=true",),
+        ),
+        Case("folder-misnamed", "monuseg", misnamed_folder, DatasetNotFoundError, ("annotations",)),
+        Case(
+            "xml-billion-laughs-monuseg",
+            "monuseg",
+            native(MONUSEG_TRAIN_XML, text(BILLION_LAUGHS)),
+            InvalidSourceError,
+            ("refused",),
+            max_seconds=2.0,
+        ),
+        Case(
+            "xml-external-entity-monuseg",
+            "monuseg",
+            native(MONUSEG_TRAIN_XML, text(EXTERNAL_ENTITY)),
+            InvalidSourceError,
+            ("refused",),
+            max_seconds=2.0,
+        ),
+        Case(
+            "xml-truncated-monuseg", "monuseg", native(MONUSEG_TRAIN_XML, truncated(0.5)), InvalidSourceError, ("xml",)
+        ),
+        Case(
+            "tiff-truncated-monuseg",
+            "monuseg",
+            native(MONUSEG_TRAIN_TIF, truncated(0.3)),
+            InvalidSourceError,
+            ("tiff", "truncated or damaged", "extract it again"),
+        ),
+        Case(
+            "tiff-garbage-monuseg",
+            "monuseg",
+            native(MONUSEG_TRAIN_TIF, lambda p: b"II*\x00" + garbage(p)),
+            InvalidSourceError,
+            ("tiff",),
+        ),
+        Case(
+            "greyscale-tiff-monuseg",
+            "monuseg",
+            native(MONUSEG_TRAIN_TIF, tiff_of(_grey)),
+            InvalidSourceError,
+            ("greyscale",),
+        ),
+        Case("empty-xml-monuseg", "monuseg", native(MONUSEG_TRAIN_XML, empty), InvalidSourceError, ("xml",)),
+        Case(
+            "xml-without-regions-monuseg",
+            "monuseg",
+            native(MONUSEG_TRAIN_XML, text(NO_REGIONS)),
+            InvalidSourceError,
+            ("region",),
+        ),
+        Case(
+            "duplicate-tif-tiff-monuseg",
+            "monuseg",
+            same_stem("MoNuSegTestData/*.tif", ".tiff"),
+            InvalidSourceError,
+            ("both",),
+        ),
+        Case(
+            "empty-extracted-folders-monuseg",
+            "monuseg",
+            lambda ctx: _empty_folders(ctx, MONUSEG_EMPTY),
+            InvalidSourceError,
+            ("produced no samples", "searched", "nucfuse info monuseg"),
+            rerun=False,
+        ),
+    ]

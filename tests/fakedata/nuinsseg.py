@@ -75,3 +75,48 @@ def make(workdir: Path) -> FakeData:
         (base / "Imagj_zips" / f"{entries[0][0]}.zip").write_bytes(b"PK\x05\x06" + b"\x00" * 18)
     archive = zip_tree(native, workdir / "archives" / "NuInsSeg.zip")
     return FakeData(native_dir=native, archives={"main": archive}, tiles={"all": tiles}, nuclei={"all": nuclei})
+
+
+def bad_inputs() -> list:
+    """This dataset's cases of the bad-input corpus (``tests/reliability``): each breaks the fake in one way."""
+    from nucfuse_datasets.errors import InvalidSourceError
+    from tests.reliability.corpus import (
+        NUINS_IMG,
+        NUINS_LABEL,
+        NUINS_VAGUE,
+        Case,
+        _float_label,
+        _half,
+        garbage,
+        native,
+        np,
+        png_of,
+        same_stem,
+        tiff_of,
+    )
+
+    return [
+        Case("tiff-garbage-nuinsseg-label", "nuinsseg", native(NUINS_LABEL, garbage), InvalidSourceError, ("decode",)),
+        Case(
+            "size-mismatch-nuinsseg-vague",
+            "nuinsseg",
+            native(NUINS_VAGUE, png_of(_half)),
+            InvalidSourceError,
+            ("differs",),
+        ),
+        Case(
+            "16bit-png-nuinsseg",
+            "nuinsseg",
+            native(NUINS_IMG, png_of(lambda h, w: np.full((h, w), 1000, np.uint16))),
+            InvalidSourceError,
+            ("8-bit",),
+        ),
+        Case(
+            "label-float-tiff-nuinsseg",
+            "nuinsseg",
+            native(NUINS_LABEL, tiff_of(_float_label)),
+            InvalidSourceError,
+            ("non-integer",),
+        ),
+        Case("duplicate-tif-tiff-nuinsseg", "nuinsseg", same_stem(NUINS_LABEL, ".tiff"), InvalidSourceError, ("both",)),
+    ]

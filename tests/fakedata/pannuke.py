@@ -73,3 +73,85 @@ def make(workdir: Path) -> FakeData:
     tiles["all"] = sum(tiles.values())
     nuclei["all"] = sum(nuclei.values())
     return FakeData(native_dir=native, archives=out, tiles=tiles, nuclei=nuclei)
+
+
+def bad_inputs() -> list:
+    """This dataset's cases of the bad-input corpus (``tests/reliability``): each breaks the fake in one way."""
+    from nucfuse_datasets.errors import InvalidSourceError, UnexpectedContentError
+    from tests.reliability.corpus import (
+        PANNUKE_IMAGES,
+        PANNUKE_MASKS,
+        PANNUKE_TYPES,
+        Case,
+        _mask_scaled,
+        as_objects,
+        download_html,
+        empty,
+        native,
+        np,
+        npy_of,
+        truncated,
+    )
+
+    return [
+        Case("html-download", "pannuke", download_html, UnexpectedContentError, ("html page", "download it by hand")),
+        Case(
+            "npy-pickle-images",
+            "pannuke",
+            native(PANNUKE_IMAGES, npy_of(as_objects)),
+            InvalidSourceError,
+            ("pickle",),
+        ),
+        Case("npy-pickle-masks", "pannuke", native(PANNUKE_MASKS, npy_of(as_objects)), InvalidSourceError, ("pickle",)),
+        Case(
+            "npy-pickle-types",
+            "pannuke",
+            native(PANNUKE_TYPES, npy_of(lambda a: a.astype(object))),
+            InvalidSourceError,
+            ("pickle",),
+        ),
+        Case("npy-truncated-masks", "pannuke", native(PANNUKE_MASKS, truncated(0.5)), InvalidSourceError, (".npy",)),
+        Case(
+            "size-mismatch-pannuke",
+            "pannuke",
+            native(PANNUKE_MASKS, npy_of(lambda a: a[:, :32, :32])),
+            InvalidSourceError,
+            ("expected shape",),
+        ),
+        Case(
+            "4-channel-npy-pannuke",
+            "pannuke",
+            native(PANNUKE_IMAGES, npy_of(lambda a: np.concatenate([a, a[..., :1]], axis=3))),
+            InvalidSourceError,
+            ("expected shape",),
+        ),
+        Case(
+            "tile-count-mismatch-pannuke",
+            "pannuke",
+            native(PANNUKE_IMAGES, npy_of(lambda a: a[:-1])),
+            InvalidSourceError,
+            ("images.npy has 2 tiles",),
+        ),
+        Case(
+            "mask-fraction-pannuke",
+            "pannuke",
+            native(PANNUKE_MASKS, npy_of(_mask_scaled(0.5))),
+            InvalidSourceError,
+            ("non-integer",),
+        ),
+        Case(
+            "mask-negative-pannuke",
+            "pannuke",
+            native(PANNUKE_MASKS, npy_of(_mask_scaled(-3.0))),
+            InvalidSourceError,
+            ("negative",),
+        ),
+        Case(
+            "image-out-of-range-pannuke",
+            "pannuke",
+            native(PANNUKE_IMAGES, npy_of(lambda a: a.astype(np.float64) * 2.0 + 1.0)),
+            InvalidSourceError,
+            ("outside 0..255",),
+        ),
+        Case("empty-npy-pannuke", "pannuke", native(PANNUKE_TYPES, empty), InvalidSourceError, (".npy",)),
+    ]

@@ -88,3 +88,98 @@ def make(workdir: Path) -> FakeData:
         tiles={"all": tiles},
         nuclei={"all": nuclei},
     )
+
+
+def bad_inputs() -> list:
+    """This dataset's cases of the bad-input corpus (``tests/reliability``): each breaks the fake in one way."""
+    from nucfuse_datasets.errors import InvalidSourceError, UnsafeArchiveError
+    from tests.reliability.corpus import (
+        PCNS_LABEL,
+        Case,
+        _colour_no_background,
+        _tar_member,
+        absolute,
+        escape,
+        local_truncated,
+        native,
+        pcns_patch_id_twice,
+        png_of,
+        tar_members,
+        tarfile,
+        truncated,
+    )
+
+    return [
+        Case("truncated-targz", "pcns", local_truncated("main", 0.6, pinned=True), InvalidSourceError, ("truncated",)),
+        Case(
+            "tar-dotdot",
+            "pcns",
+            tar_members("main", lambda ctx: [_tar_member(escape("manual_segmentation_data/blca")(ctx), data=b"x")]),
+            UnsafeArchiveError,
+            ("'..'",),
+        ),
+        Case(
+            "tar-absolute",
+            "pcns",
+            tar_members("main", lambda ctx: [_tar_member(absolute()(ctx), data=b"x")]),
+            UnsafeArchiveError,
+            ("absolute path",),
+        ),
+        Case(
+            "tar-symlink-outside-then-write-through",
+            "pcns",
+            tar_members(
+                "main",
+                lambda ctx: [
+                    _tar_member("manual_segmentation_data/blca/esc", link=str(ctx.outside), kind=tarfile.SYMTYPE),
+                    _tar_member("manual_segmentation_data/blca/esc/evil.txt", data=b"x"),
+                ],
+            ),
+            UnsafeArchiveError,
+            ("outside the target",),
+        ),
+        Case(
+            "tar-symlink-relative-outside",
+            "pcns",
+            tar_members(
+                "main",
+                lambda ctx: [
+                    _tar_member(
+                        "manual_segmentation_data/blca/99_labeled_mask_corrected.png",
+                        link="../" * 6 + "outside/target.png",
+                        kind=tarfile.SYMTYPE,
+                    )
+                ],
+            ),
+            UnsafeArchiveError,
+            ("outside the target",),
+        ),
+        Case(
+            "tar-hardlink-outside",
+            "pcns",
+            tar_members(
+                "main",
+                lambda ctx: [
+                    _tar_member("manual_segmentation_data/blca/98_crop.png", link="/etc/passwd", kind=tarfile.LNKTYPE)
+                ],
+            ),
+            UnsafeArchiveError,
+            ("outside the target",),
+        ),
+        Case(
+            "tar-fifo",
+            "pcns",
+            tar_members("main", lambda ctx: [_tar_member("manual_segmentation_data/blca/pipe", kind=tarfile.FIFOTYPE)]),
+            UnsafeArchiveError,
+            ("special file",),
+        ),
+        Case("png-truncated-pcns", "pcns", native(PCNS_LABEL, truncated(0.5)), InvalidSourceError, ("decode",)),
+        Case(
+            "label-colour-without-background-pcns",
+            "pcns",
+            native(PCNS_LABEL, png_of(_colour_no_background)),
+            InvalidSourceError,
+            ("background",),
+        ),
+        Case("duplicate-patch-id-pcns", "pcns", pcns_patch_id_twice, InvalidSourceError, ("twice",)),
+    ]

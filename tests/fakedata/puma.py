@@ -101,3 +101,46 @@ def make(workdir: Path) -> FakeData:
         tiles={"all": n},
         nuclei={"all": NUCLEI_PER_ROI * n},
     )
+
+
+def bad_inputs() -> list:
+    """This dataset's cases of the bad-input corpus (``tests/reliability``): each breaks the fake in one way."""
+    from nucfuse_datasets.errors import InvalidSourceError, UnsafeArchiveError
+    from tests.reliability.corpus import (
+        PUMA_GEOJSON,
+        Case,
+        absolute,
+        empty,
+        local_truncated,
+        native,
+        text,
+        truncated,
+        zip_member,
+    )
+
+    return [
+        Case(
+            "truncated-zip-pinned",
+            "puma",
+            local_truncated("rois", 0.7, pinned=True),
+            InvalidSourceError,
+            ("truncated",),
+        ),
+        Case("zip-absolute", "puma", zip_member("nuclei", absolute()), UnsafeArchiveError, ("absolute path",)),
+        Case("geojson-truncated", "puma", native(PUMA_GEOJSON, truncated(0.5)), InvalidSourceError, ("geojson",)),
+        Case("geojson-not-a-collection", "puma", native(PUMA_GEOJSON, text("42")), InvalidSourceError, ("geojson",)),
+        Case(
+            "geojson-ragged-coordinates",
+            "puma",
+            native(
+                PUMA_GEOJSON,
+                text(
+                    '{"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {}, '
+                    '"geometry": {"type": "Polygon", "coordinates": [[[0, 0], [4, 0, 1], [4]]]}}]}'
+                ),
+            ),
+            InvalidSourceError,
+            ("coordinates",),
+        ),
+        Case("empty-geojson-puma", "puma", native(PUMA_GEOJSON, empty), InvalidSourceError, ("geojson",)),
+    ]

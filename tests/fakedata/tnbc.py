@@ -68,3 +68,41 @@ def make(workdir: Path) -> FakeData:
     (junk / "._01_1.png").write_bytes(b"\x00\x05\x16\x07 mac resource fork")
     archive = zip_tree(native, workdir / "archives" / "TNBC_NucleiSegmentation.zip", macosx_junk=True)
     return FakeData(native_dir=native, archives={"v1.1": archive}, tiles={"all": tiles}, nuclei={"all": nuclei})
+
+
+def bad_inputs() -> list:
+    """This dataset's cases of the bad-input corpus (``tests/reliability``): each breaks the fake in one way."""
+    from nucfuse_datasets.errors import ChecksumError, InvalidSourceError, UnsafeArchiveError
+    from tests.reliability.corpus import (
+        TNBC_GT,
+        TNBC_IMG,
+        Case,
+        _colour_no_background,
+        _half,
+        empty,
+        empty_zip,
+        escape,
+        garbage,
+        local_appended,
+        native,
+        png_of,
+        zip_member,
+    )
+
+    return [
+        Case("hash-local-wrong", "tnbc", local_appended, ChecksumError, ("expected", "delete the file")),
+        Case("empty-zip", "tnbc", empty_zip, InvalidSourceError, ("does not contain", "tnbc_nucleisegmentation")),
+        Case(
+            "zip-dotdot", "tnbc", zip_member("v1.1", escape("TNBC_NucleiSegmentation")), UnsafeArchiveError, ("'..'",)
+        ),
+        Case("png-garbage-tnbc", "tnbc", native(TNBC_GT, garbage), InvalidSourceError, ("decode",)),
+        Case(
+            "colour-ground-truth-tnbc",
+            "tnbc",
+            native(TNBC_GT, png_of(_colour_no_background)),
+            InvalidSourceError,
+            ("colour channels differ",),
+        ),
+        Case("size-mismatch-tnbc", "tnbc", native(TNBC_GT, png_of(_half)), InvalidSourceError, ("differs",)),
+        Case("empty-png-tnbc", "tnbc", native(TNBC_IMG, empty), InvalidSourceError, ("decode",)),
+    ]

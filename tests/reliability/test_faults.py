@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 
 import nucfuse_datasets as nf
-from nucfuse_datasets import _archive, store
 from nucfuse_datasets.cli import main as cli_main
 from nucfuse_datasets.errors import StorageError
-from nucfuse_datasets.store import PreparedStore
+from nucfuse_datasets.io import archive, store
+from nucfuse_datasets.io.store import PreparedStore
 from tests.conftest import copy_archives, tree_files
 
 REPO = Path(__file__).resolve().parents[2]
@@ -31,7 +31,7 @@ SYNTH = {"n_tiles": 8, "tile_size": 64}
 KILLER = r"""
 import os, signal, sys
 import nucfuse_datasets as nf
-from nucfuse_datasets import store
+from nucfuse_datasets.io import store
 
 root, kill_at, force = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
 seen = [0]
@@ -165,7 +165,7 @@ def test_full_disk_while_extracting_an_archive(tmp_path, monkeypatch, serve_fake
     ddir = copy_archives(fake, tmp_path, name)
     before = {p.name: _sha(p) for p in ddir.iterdir()}
     with monkeypatch.context() as m:
-        m.setattr(_archive, "_stream", _full_after(_archive._stream, 1))
+        m.setattr(archive, "_stream", _full_after(archive._stream, 1))
         with pytest.raises(StorageError, match="No space left on device"):
             nf.get_dataset(name, root=tmp_path, **fake.options)
     after = {p.name: _sha(p) for p in ddir.iterdir() if p.name != ".lock"}

@@ -2,7 +2,7 @@
 
 Every reader of a native source format is fed random bytes, structurally valid documents with random
 content, and mutations (truncations, byte flips, insertions) of valid files. The contract checked is
-the one stated in :mod:`nucfuse_datasets._io` and :mod:`nucfuse_datasets.errors`: a reader either
+the one stated in :mod:`nucfuse_datasets.io.files` and :mod:`nucfuse_datasets.errors`: a reader either
 returns a well-formed result or raises an :class:`~nucfuse_datasets.errors.InvalidSourceError` that
 names the file — never a raw ``KeyError``, ``struct.error``, ``zlib.error``, ``OverflowError`` or
 ``MemoryError`` — and every example finishes within the hypothesis ``deadline``.
@@ -37,7 +37,11 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from PIL import Image
 
-from nucfuse_datasets._io import (
+from nucfuse_datasets.datasets import monuseg
+from nucfuse_datasets.datasets._mat import integral_array, label_map, load_mat
+from nucfuse_datasets.datasets.puma import NUCLEUS_CLASSES, parse_nuclei_geojson, rasterize_features
+from nucfuse_datasets.errors import InvalidSourceError, NucFuseError
+from nucfuse_datasets.io.files import (
     MAX_COORDINATE,
     iter_xml_events,
     load_npy,
@@ -46,10 +50,6 @@ from nucfuse_datasets._io import (
     read_label_image,
     to_rgb_uint8,
 )
-from nucfuse_datasets.datasets import monuseg
-from nucfuse_datasets.datasets._mat import integral_array, label_map, load_mat
-from nucfuse_datasets.datasets.puma import NUCLEUS_CLASSES, parse_nuclei_geojson, rasterize_features
-from nucfuse_datasets.errors import InvalidSourceError, NucFuseError
 
 T = TypeVar("T")
 

@@ -28,8 +28,10 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import html
+import http.client
 import json
 import logging
+import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -38,8 +40,6 @@ from typing import Literal
 
 import pooch
 
-from nucfuse_datasets._config import OFFLINE_ENV, is_offline
-from nucfuse_datasets._io import atomic_write_json, md5_file, sha256_file
 from nucfuse_datasets._version import __version__
 from nucfuse_datasets.errors import (
     ChecksumError,
@@ -47,6 +47,8 @@ from nucfuse_datasets.errors import (
     OfflineError,
     UnexpectedContentError,
 )
+from nucfuse_datasets.io.config import OFFLINE_ENV, is_offline
+from nucfuse_datasets.io.files import atomic_write_json, default_file_mode, md5_file, sha256_file
 
 __all__ = [
     "Downloader",
@@ -89,6 +91,8 @@ class Resource:
         hash_source: where the pinned hash comes from.
         required: conversion cannot run without it.
         note: anything a person must know (licence acceptance, which button to press...).
+        splits: the dataset splits this resource feeds (empty: every split). Asking for one split needs
+            (and downloads) only the resources that feed it.
     """
 
     key: str
@@ -104,7 +108,22 @@ class Resource:
     hash_source: str = ""
     required: bool = True
     note: str = ""
+    splits: tuple[str, ...] = ()
     extra: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+
+    def feeds(self, splits: tuple[str, ...] | list[str] | set[str]) -> bool:
+        """True when this resource feeds any of ``splits`` (a resource without ``splits`` feeds them all)."""
+        return not self.splits or bool(set(self.splits) & set(splits))
+
+    def placement_hint(self, folder: Path) -> str:
+        """Where to put a hand-downloaded copy: the file as downloaded, or the folder it unpacks to."""
+        where = self.page or (self.urls[0] if self.urls else None)
+        alt = f" (or its extracted folder containing {self.marker!r})" if self.marker and self.kind == "archive" else ""
+        return (
+            "Download it by hand"
+            + (f" from {where}" if where else "")
+            + f" and place it as {folder / self.filename}{alt}; then run again."
+        )
 
     @property
     def downloadable(self) -> bool:
@@ -314,6 +333,14 @@ def _check_content(path: Path, resource: Resource, url: str) -> None:
         raise UnexpectedContentError(
             f"{url} delivered only {size} bytes for {resource.filename!r}: too small to be the archive."
         )
+    if resource.kind == "archive" and not (resource.sha256 or resource.md5):
+        from nucfuse_datasets.io.archive import archive_format
+
+        if archive_format(path) is None:  # never record a first-use hash for something that is not an archive
+            raise UnexpectedContentError(
+                f"{url} delivered {size} bytes for {resource.filename!r} that are neither a zip nor a tar archive "
+                "(an error page or a broken transfer); nothing was kept."
+            )
 
 
 # --------------------------------------------------------------------------- transports
@@ -472,17 +499,25 @@ def fetch(resource: Resource, folder: Path, *, progress: bool = True, record: bo
         except DownloadError as exc:
             failures.append(f"{url}: {exc}")
             continue
-        except Exception as exc:  # requests/pooch/OS errors of a mirror; try the next one
+        except (OSError, ValueError, http.client.HTTPException) as exc:
+            # a mirror's failure (requests' errors are OSErrors; pooch raises ValueError; a cut-off response
+            # HTTPException): try the next one. Anything else is a bug and propagates.
             failures.append(f"{url}: {type(exc).__name__}: {exc}")
             continue
+        os.chmod(dest, default_file_mode())  # pooch's temporary file is private (0600); give it open()'s mode
         if not (resource.sha256 or resource.md5):
             verify_file(resource, dest, origin=url, record=record)  # records the sha256 on first download
         return dest
     if checksum_failure is not None and len(failures) == 1:
-        raise checksum_failure
-    if content_failure is not None and len(failures) == 1:
+        raise checksum_failure  # its message already says where to place a hand-downloaded copy
+    if content_failure is not None and len(failures) == 1 and "place it as" in str(content_failure):
         raise content_failure
-    message = f"could not download {resource.filename!r} from any mirror:\n  " + "\n  ".join(failures)
+    message = (
+        f"could not download {resource.filename!r} from any mirror:\n  "
+        + "\n  ".join(failures)
+        + "\n"
+        + resource.placement_hint(folder)
+    )
     if checksum_failure is not None:
         raise ChecksumError(message)
     if content_failure is not None:

@@ -38,13 +38,14 @@ from typing import Any
 
 import numpy as np
 
-from nucfuse_datasets._io import atomic_write_json, load_npy, save_npy, sha256_file, write_tif
+from nucfuse_datasets._labelmap import check_ids, relabel
 from nucfuse_datasets._version import __version__
 from nucfuse_datasets.errors import (
     InvalidSourceError,
     LockTimeoutError,
     PreparedStoreError,
 )
+from nucfuse_datasets.io.files import atomic_write_json, load_npy, save_npy, sha256_file, write_tif
 
 __all__ = [
     "MANIFEST",
@@ -54,6 +55,7 @@ __all__ = [
     "StoreWriter",
     "relabel_sequential",
     "safe_id",
+    "write_sample",
 ]
 
 MANIFEST = "manifest.json"
@@ -88,22 +90,11 @@ def relabel_sequential(instances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         >>> m.tolist(), old.tolist()
         ([[0, 2], [2, 1]], [3, 7])
     """
-    arr = np.asarray(instances)
-    if arr.dtype.kind not in "iu":
-        raise InvalidSourceError(f"instance map must be integer, got {arr.dtype}")
-    if arr.size and arr.dtype.kind == "i" and int(arr.min()) < 0:
-        raise InvalidSourceError("instance map has negative ids")
-    ids, inverse = np.unique(arr, return_inverse=True)
-    inverse = inverse.reshape(arr.shape)
-    if ids.size and ids[0] == 0:
-        new = inverse.astype(np.int32)
-        old = ids[1:]
-    else:
-        new = (inverse + 1).astype(np.int32)
-        old = ids
-    if old.size > np.iinfo(np.int32).max:  # pragma: no cover - impossible for real tiles
+    arr = check_ids(np.asarray(instances), "instance map", InvalidSourceError)
+    dense = relabel(arr)
+    if dense.n > np.iinfo(np.int32).max:  # pragma: no cover - impossible for real tiles
         raise InvalidSourceError("too many instances for int32")
-    return new, old.astype(np.int64)
+    return dense.labels.astype(np.int32, copy=False), dense.ids.astype(np.int64)
 
 
 @dataclass
@@ -195,6 +186,64 @@ def _classes_lookup(classes: Mapping[int, int] | np.ndarray, old_ids: np.ndarray
     return lookup
 
 
+def write_sample(
+    folder: Path, raw: RawSample, *, dataset: str, class_names: tuple[str, ...] | None = None
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Validate, normalise and write one sample's files into ``folder``; the unit of (parallel) preparation.
+
+    A plain function of picklable arguments, so a worker process can run it; :meth:`StoreWriter.record` then
+    accounts for the result in the manifest.
+
+    Returns:
+        ``(manifest entry, {relative path: sha256})``.
+
+    Raises:
+        InvalidSourceError: the sample is malformed; the message names it (and its original file).
+    """
+    sid = safe_id(raw.sample_id)
+    where = f"{dataset}/{sid}" + (f" ({raw.meta.get('original_file')})" if raw.meta.get("original_file") else "")
+    image = np.asarray(raw.image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise InvalidSourceError(f"{where}: image must be H×W×3 uint8, got {image.dtype} {image.shape}")
+    inst = np.asarray(raw.instances)
+    if inst.shape != image.shape[:2]:
+        raise InvalidSourceError(
+            f"{where}: instance map shape {inst.shape} does not match image shape {image.shape[:2]}"
+        )
+    relabelled, old_ids = relabel_sequential(inst)
+    files = {"image": f"images/{sid}.tif", "instances": f"instances/{sid}.npy"}
+    for sub in ("images", "instances"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    write_tif(folder / files["image"], np.ascontiguousarray(image))
+    save_npy(folder / files["instances"], relabelled)
+    if raw.classes is not None:
+        lookup = _classes_lookup(raw.classes, old_ids, where)
+        if class_names is not None and lookup.size and int(lookup.max()) >= len(class_names):
+            raise InvalidSourceError(f"{where}: class id {int(lookup.max())} outside {class_names}")
+        files["classes"] = f"classes/{sid}.npy"
+        (folder / "classes").mkdir(exist_ok=True)
+        save_npy(folder / files["classes"], lookup)
+    if raw.ignore is not None:
+        ign = np.asarray(raw.ignore)
+        if ign.shape != image.shape[:2]:
+            raise InvalidSourceError(f"{where}: ignore mask shape {ign.shape} differs from image {image.shape[:2]}")
+        files["ignore"] = f"ignore/{sid}.npy"
+        (folder / "ignore").mkdir(exist_ok=True)
+        save_npy(folder / files["ignore"], ign.astype(bool))
+    hashes = {rel: sha256_file(folder / rel) for rel in files.values()}
+    meta = {k: v for k, v in raw.meta.items() if v is not None or k == "extra"}
+    entry = {
+        "id": sid,
+        "split": raw.split,
+        "height": int(image.shape[0]),
+        "width": int(image.shape[1]),
+        "n_instances": int(old_ids.size),
+        "files": files,
+        "meta": meta,
+    }
+    return entry, hashes
+
+
 class StoreWriter:
     """Writes samples into a temporary folder; :meth:`commit` renames it to the final store.
 
@@ -204,6 +253,9 @@ class StoreWriter:
         converter_version: bump when converted output changes; stale stores are re-prepared.
         store_name: ``"prepared"`` or ``"prepared-<variant>"``.
         class_names: the dataset's class names (index 0 = background) when it has classes.
+        splits: the source splits this writer prepares (recorded in the manifest; ``None``: not recorded).
+        base: a committed store of the same variant to grow: :meth:`commit` moves the new samples' files into it
+            and then replaces its manifest atomically, leaving every file already prepared untouched.
     """
 
     def __init__(
@@ -215,8 +267,12 @@ class StoreWriter:
         store_name: str = "prepared",
         class_names: tuple[str, ...] | None = None,
         variant: dict[str, Any] | None = None,
+        splits: tuple[str, ...] | None = None,
+        base: PreparedStore | None = None,
     ) -> None:
         self.dataset_dir = Path(dataset_dir)
+        self.splits = tuple(splits) if splits is not None else None
+        self.base = base
         self.final = self.dataset_dir / store_name
         self.dataset = dataset
         self.converter_version = converter_version
@@ -228,61 +284,36 @@ class StoreWriter:
         self.samples: list[dict[str, Any]] = []
         self._ids: dict[str, str] = {}  # sample id -> where it came from (for duplicate messages)
         self.files: dict[str, str] = {}
+        if base is not None:
+            self._ids = {e["id"]: f"split {e['split']!r}, already prepared in {base.path}" for e in base.samples}
 
     def add(self, raw: RawSample) -> dict[str, Any]:
         """Validate, normalise and write one sample; returns its manifest entry."""
         sid = safe_id(raw.sample_id)
-        where = f"{self.dataset}/{sid}" + (
-            f" ({raw.meta.get('original_file')})" if raw.meta.get("original_file") else ""
-        )
         if sid in self._ids:
-            raise InvalidSourceError(f"{where}: duplicate sample id {sid!r}, already given to {self._ids[sid]}")
-        image = np.asarray(raw.image)
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise InvalidSourceError(f"{where}: image must be H×W×3 uint8, got {image.dtype} {image.shape}")
-        inst = np.asarray(raw.instances)
-        if inst.shape != image.shape[:2]:
-            raise InvalidSourceError(
-                f"{where}: instance map shape {inst.shape} does not match image shape {image.shape[:2]}"
+            where = f"{self.dataset}/{sid}" + (
+                f" ({raw.meta.get('original_file')})" if raw.meta.get("original_file") else ""
             )
-        relabelled, old_ids = relabel_sequential(inst)
-        files = {"image": f"images/{sid}.tif", "instances": f"instances/{sid}.npy"}
-        write_tif(self.tmp / files["image"], np.ascontiguousarray(image))
-        save_npy(self.tmp / files["instances"], relabelled)
-        if raw.classes is not None:
-            lookup = _classes_lookup(raw.classes, old_ids, where)
-            if self.class_names is not None and lookup.size and int(lookup.max()) >= len(self.class_names):
-                raise InvalidSourceError(f"{where}: class id {int(lookup.max())} outside {self.class_names}")
-            files["classes"] = f"classes/{sid}.npy"
-            (self.tmp / "classes").mkdir(exist_ok=True)
-            save_npy(self.tmp / files["classes"], lookup)
-        if raw.ignore is not None:
-            ign = np.asarray(raw.ignore)
-            if ign.shape != image.shape[:2]:
-                raise InvalidSourceError(f"{where}: ignore mask shape {ign.shape} differs from image {image.shape[:2]}")
-            files["ignore"] = f"ignore/{sid}.npy"
-            (self.tmp / "ignore").mkdir(exist_ok=True)
-            save_npy(self.tmp / files["ignore"], ign.astype(bool))
-        for rel in files.values():
-            self.files[rel] = sha256_file(self.tmp / rel)
-        meta = {k: v for k, v in raw.meta.items() if v is not None or k == "extra"}
-        entry = {
-            "id": sid,
-            "split": raw.split,
-            "height": int(image.shape[0]),
-            "width": int(image.shape[1]),
-            "n_instances": int(old_ids.size),
-            "files": files,
-            "meta": meta,
-        }
+            raise InvalidSourceError(f"{where}: duplicate sample id {sid!r}, already given to {self._ids[sid]}")
+        entry, files = write_sample(self.tmp, raw, dataset=self.dataset, class_names=self.class_names)
+        return self.record(entry, files, where=raw.meta.get("original_file"))
+
+    def record(self, entry: dict[str, Any], files: dict[str, str], where: str | None = None) -> dict[str, Any]:
+        """Account for a sample that :func:`write_sample` wrote into :attr:`tmp` (e.g. in a worker process)."""
+        sid = entry["id"]
+        if sid in self._ids:
+            raise InvalidSourceError(
+                f"{self.dataset}/{sid}: duplicate sample id {sid!r}, already given to {self._ids[sid]}"
+            )
+        self.files.update(files)
         self.samples.append(entry)
-        self._ids[sid] = where
+        self._ids[sid] = f"{self.dataset}/{sid}" + (f" ({where})" if where else "")
         return entry
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Tiles and nuclei per source split and in total (``"all"``)."""
         out: dict[str, dict[str, int]] = {}
-        for s in self.samples:
+        for s in [*(self.base.samples if self.base is not None else ()), *self.samples]:
             for key in dict.fromkeys((s["split"], "all")):  # a sample of split "all" counts once
                 c = out.setdefault(key, {"tiles": 0, "nuclei": 0})
                 c["tiles"] += 1
@@ -292,10 +323,14 @@ class StoreWriter:
     def commit(self, **extra: Any) -> PreparedStore:
         """Write the manifest last and rename the folder into place atomically.
 
-        An existing store at the destination (stale converter version, repair) is replaced.
+        An existing store at the destination (stale converter version, repair) is replaced. When growing a
+        ``base`` store, the new files are moved into it and its manifest is replaced last (atomically): a reader
+        sees either the old manifest (whose files are all untouched) or the new one.
         """
         if not self.samples:
-            raise InvalidSourceError(f"{self.dataset}: the native files produced no samples")
+            raise InvalidSourceError(f"{self.dataset_dir}: the native files produced no samples")
+        if self.base is not None:
+            return self._grow(extra)
         manifest = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -305,6 +340,7 @@ class StoreWriter:
             "variant": self.variant,
             "class_names": list(self.class_names) if self.class_names else None,
             "counts": self.counts(),
+            **({"splits": sorted(self.splits)} if self.splits is not None else {}),
             **extra,
             "samples": self.samples,
             "files": self.files,
@@ -319,6 +355,31 @@ class StoreWriter:
         else:
             os.replace(self.tmp, self.final)
         _fsync_dir(self.dataset_dir)
+        return PreparedStore(self.final)
+
+    def _grow(self, extra: dict[str, Any]) -> PreparedStore:
+        if self.base is None:
+            raise PreparedStoreError(f"{self.final}: no existing store to grow")
+        old = self.base.manifest
+        old_splits = self.base.splits or ()
+        manifest = {
+            **old,
+            "library_version": __version__,
+            "counts": self.counts(),
+            "splits": sorted({*old_splits, *(self.splits or ())}),
+            **extra,
+            "samples": [*old["samples"], *self.samples],
+            "files": {**old["files"], **self.files},
+        }
+        for rel in self.files:  # new ids only (checked in add), so no prepared file is overwritten
+            dest = self.final / rel
+            dest.parent.mkdir(exist_ok=True)
+            os.replace(self.tmp / rel, dest)
+        for sub in {Path(rel).parent for rel in self.files}:
+            _fsync_dir(self.final / sub)
+        atomic_write_json(self.final / MANIFEST, manifest)
+        _fsync_dir(self.final)
+        shutil.rmtree(self.tmp, ignore_errors=True)
         return PreparedStore(self.final)
 
     def abort(self) -> None:
@@ -385,6 +446,12 @@ class PreparedStore:
     def counts(self) -> dict[str, dict[str, int]]:
         """Tiles and nuclei per source split and in total."""
         return self.manifest["counts"]
+
+    @property
+    def splits(self) -> tuple[str, ...] | None:
+        """The source splits prepared in this store (``None``: an older store, which holds every split)."""
+        value = self.manifest.get("splits")
+        return tuple(value) if isinstance(value, list) else None
 
     def iter_files(self) -> Iterator[tuple[str, str]]:
         """``(relative path, sha256)`` of every data file."""

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from nucfuse_datasets._labelmap import check_label_map
 from nucfuse_datasets.errors import InvalidSourceError
 
 __all__ = [
@@ -27,12 +28,14 @@ __all__ = [
     "AperioAnnotation",
     "atomic_write",
     "atomic_write_json",
+    "default_file_mode",
     "feed_expat",
     "iter_xml_events",
     "load_npy",
     "parse_aperio",
     "read_image",
     "read_label_image",
+    "read_row",
     "safe_expat_parser",
     "save_npy",
     "sha256_file",
@@ -72,11 +75,31 @@ def md5_file(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
+def default_file_mode() -> int:
+    """The mode ``open()`` gives a new file: ``0o666`` less the process umask (read without changing it).
+
+    Example:
+        >>> default_file_mode() & 0o600
+        384
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:  # Linux: the umask without a race
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: read it by setting it (briefly) and restoring it
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[Any]:
     """Open a temporary file beside ``path``; on success fsync and ``os.replace`` it into place.
 
-    On any exception the temporary file is removed and ``path`` is untouched.
+    On any exception the temporary file is removed and ``path`` is untouched. The file gets the mode ``open()``
+    would give it (the process umask applies), not ``mkstemp``'s private 0600: a shared data root stays readable.
 
     Example:
         >>> import tempfile, pathlib
@@ -90,6 +113,7 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[Any
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, default_file_mode())
         with os.fdopen(fd, mode) as fh:
             yield fh
             fh.flush()
@@ -114,8 +138,11 @@ def save_npy(path: str | os.PathLike[str], array: np.ndarray) -> None:
         np.save(fh, np.ascontiguousarray(array), allow_pickle=False)
 
 
-def _check_npy_header(fh: Any, path: str | os.PathLike[str]) -> None:
+def _check_npy_header(fh: Any, path: str | os.PathLike[str]) -> tuple[tuple[int, ...], bool, np.dtype, int] | None:
     """Refuse, before ``np.load`` sees the open file ``fh``, what it must not handle itself; rewinds ``fh``.
+
+    Returns ``(shape, fortran_order, dtype, data_offset)`` of a checked header, or ``None`` for a
+    version ``np.load`` must judge itself.
 
     That is: no ``.npy`` magic (``np.load`` would open a zip as an ``NpzFile`` or try to unpickle),
     an object dtype, or a header that declares more data than the file holds (``np.load`` would
@@ -125,11 +152,12 @@ def _check_npy_header(fh: Any, path: str | os.PathLike[str]) -> None:
     version = fmt.read_magic(fh)
     if version not in ((1, 0), (2, 0), (3, 0)):
         fh.seek(0)
-        return  # np.load names the unsupported version
+        return None  # np.load names the unsupported version
     # version 3.0 differs from 2.0 only by a utf-8 (not latin-1) header: same shape and itemsize
     read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
-    shape, _, dtype = read_header(fh)
-    available = os.fstat(fh.fileno()).st_size - fh.tell()
+    shape, fortran, dtype = read_header(fh)
+    offset = fh.tell()
+    available = os.fstat(fh.fileno()).st_size - offset
     fh.seek(0)
     if dtype.hasobject:
         raise InvalidSourceError(
@@ -140,6 +168,18 @@ def _check_npy_header(fh: Any, path: str | os.PathLike[str]) -> None:
             f"{path}: truncated .npy file (the header declares shape {shape} of {dtype}, "
             f"the file holds {available} data bytes)"
         )
+    return shape, fortran, dtype, offset
+
+
+def _read_npy_body(fh: Any, header: tuple[tuple[int, ...], bool, np.dtype, int], path: Any) -> np.ndarray:
+    """Read the data of a checked header straight into a new writable array (no second header parse)."""
+    shape, fortran, dtype, offset = header
+    nbytes = math.prod(shape) * dtype.itemsize
+    buf = np.empty(nbytes, dtype=np.uint8)
+    fh.seek(offset)
+    if fh.readinto(buf) != nbytes:
+        raise InvalidSourceError(f"{path}: truncated .npy file (fewer data bytes than the header declares)")
+    return buf.view(dtype).reshape(shape, order="F" if fortran else "C")
 
 
 def load_npy(path: str | os.PathLike[str], mmap_mode: str | None = None) -> np.ndarray:
@@ -151,8 +191,10 @@ def load_npy(path: str | os.PathLike[str], mmap_mode: str | None = None) -> np.n
     """
     try:
         with open(path, "rb") as fh:  # one open for the check and the read (this is on __getitem__'s path)
-            _check_npy_header(fh, path)
+            header = _check_npy_header(fh, path)
             if mmap_mode is None:
+                if header is not None and header[2].itemsize > 0 and header[2].subdtype is None:
+                    return _read_npy_body(fh, header, path)
                 return np.load(fh, allow_pickle=False)
         return np.load(path, allow_pickle=False, mmap_mode=mmap_mode)  # type: ignore[arg-type]
     except InvalidSourceError:
@@ -167,6 +209,31 @@ def load_npy(path: str | os.PathLike[str], mmap_mode: str | None = None) -> np.n
         raise InvalidSourceError(f"{path}: not a valid .npy file (malformed header: {exc})") from None
     except (OSError, EOFError) as exc:
         raise InvalidSourceError(f"{path}: cannot read .npy file ({exc})") from None
+
+
+def read_row(arr: np.ndarray, i: int) -> np.ndarray:
+    """Row ``i`` of an array from :func:`load_npy` with ``mmap_mode="r"``, read with one ``readinto``.
+
+    Every page touched through a memory map stays resident in the process, so streaming a large ``.npy``
+    through it makes memory grow with the file; reading each row into its own buffer keeps it flat. Any
+    other array: a copy of ``arr[i]``.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "a.npy"
+        >>> np.save(p, np.arange(12).reshape(3, 4))
+        >>> read_row(load_npy(p, mmap_mode="r"), 2).tolist()
+        [8, 9, 10, 11]
+    """
+    if not isinstance(arr, np.memmap) or arr.filename is None or arr.ndim < 1 or not arr.flags.c_contiguous:
+        return np.array(arr[i])
+    row = np.empty(arr.shape[1:], arr.dtype)
+    if row.nbytes:
+        with open(arr.filename, "rb") as fh:
+            fh.seek(arr.offset + int(i) * row.nbytes)
+            if fh.readinto(row.reshape(-1).view(np.uint8).data) != row.nbytes:
+                raise InvalidSourceError(f"{arr.filename}: truncated .npy file (row {i} is incomplete)")
+    return row
 
 
 def write_tif(path: str | os.PathLike[str], image: np.ndarray) -> None:
@@ -185,7 +252,10 @@ def _open_pil(path: Path) -> Any:
         img.load()
         return img
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise InvalidSourceError(f"{path}: cannot decode image ({exc})") from None
+        raise InvalidSourceError(
+            f"{path}: cannot decode image ({exc}); the file is truncated, damaged or not an image. "
+            "Extract it again from the verified archive (or download the dataset again)"
+        ) from None
     except Image.DecompressionBombError as exc:
         raise InvalidSourceError(f"{path}: image too large ({exc})") from None
 
@@ -204,15 +274,49 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
         import tifffile
 
         try:
-            with tifffile.TiffFile(path) as tif:
+            with _quiet_decoders(), tifffile.TiffFile(path) as tif:
                 return np.asarray(tif.series[0].levels[0].asarray())
         except Exception as exc:  # tifffile raises many types; fall back to Pillow below
             tif_error = exc
         try:
-            return np.asarray(_open_pil(path))
+            with _quiet_decoders():
+                return np.asarray(_open_pil(path))
         except InvalidSourceError:
-            raise InvalidSourceError(f"{path}: cannot decode TIFF ({tif_error})") from None
-    return np.asarray(_open_pil(path))
+            raise InvalidSourceError(
+                f"{path}: cannot decode this TIFF ({_describe(path, tif_error)}); the file is truncated or damaged. "
+                "Extract it again from the verified archive (or download the dataset again)"
+            ) from None
+    with _quiet_decoders():
+        return np.asarray(_open_pil(path))
+
+
+def _describe(path: Path, exc: BaseException) -> str:
+    """A short reason for a decoding failure: the size when the file is empty, else the decoder's words."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        size = -1
+    if size == 0:
+        return "the file is empty"
+    text = str(exc).strip() or type(exc).__name__
+    return f"{size} bytes; {type(exc).__name__}: {text}" if len(text) < 200 else f"{size} bytes; {text[:200]}…"
+
+
+@contextlib.contextmanager
+def _quiet_decoders() -> Iterator[None]:
+    """Silence the warnings and log lines Pillow and tifffile emit on damaged files (our own error says it all)."""
+    import logging
+    import warnings
+
+    logger = logging.getLogger("tifffile")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
 
 
 def to_rgb_uint8(image: np.ndarray, source: str | os.PathLike[str] = "<array>") -> np.ndarray:
@@ -253,20 +357,7 @@ def read_label_image(path: str | os.PathLike[str]) -> np.ndarray:
         and all(np.array_equal(arr[..., 0], arr[..., c]) for c in range(1, min(arr.shape[2], 3)))
     ):
         arr = arr[..., 0]
-    if arr.ndim != 2:
-        raise InvalidSourceError(f"{path}: a label map must be 2-D, got shape {arr.shape}")
-    if arr.dtype == np.bool_:
-        return arr.astype(np.uint8)
-    if not np.issubdtype(arr.dtype, np.integer):
-        if np.issubdtype(arr.dtype, np.floating) and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
-            if arr.size and float(np.abs(arr).max()) >= 2.0**63:  # would not survive the cast to int64
-                raise InvalidSourceError(f"{path}: label map has values too large for int64 (dtype {arr.dtype})")
-            arr = arr.astype(np.int64)
-        else:
-            raise InvalidSourceError(f"{path}: label map has non-integer values (dtype {arr.dtype})")
-    if arr.size and np.issubdtype(arr.dtype, np.signedinteger) and int(arr.min()) < 0:
-        raise InvalidSourceError(f"{path}: label map has negative values")
-    return arr
+    return check_label_map(arr, str(path), InvalidSourceError, integral_floats=True, accept_bool=True)
 
 
 def safe_expat_parser(path: str | os.PathLike[str]) -> Any:
@@ -407,8 +498,9 @@ def parse_aperio(path: str | os.PathLike[str]) -> tuple[dict[str, str], list[Ape
             state["in_attributes"] -= 1
         elif tag == "Region" and state["region"] is not None:
             if state["ann"] is None:
-                state["ann"] = AperioAnnotation(attrs={})
-                annotations.append(state["ann"])
+                new = AperioAnnotation(attrs={})
+                state["ann"] = new
+                annotations.append(new)
             regions_raw.append((state["ann"], state["region"], list(coords)))
             state["region"] = None
         elif tag == "Annotation":

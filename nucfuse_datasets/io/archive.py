@@ -162,11 +162,11 @@ def _extract_tar(archive: Path, target: Path, max_bytes: int | None) -> int:
             raise  # a full disk is not a corrupt archive: the dataset base reports it as StorageError
         raise InvalidSourceError(f"{archive}: corrupt or truncated tar archive ({exc})") from None
     # internal links become plain copies of their (already extracted) targets
-    for dest, resolved in links:
-        src = target.joinpath(*resolved.parts)
-        if src.is_file():
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, dest)
+    for link_path, link_target in links:
+        copy_from = target.joinpath(*link_target.parts)
+        if copy_from.is_file():
+            link_path.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(copy_from, link_path)
     return count
 
 
