@@ -193,7 +193,7 @@ def measure_inference(spec: Any, cfg: dict[str, Any], device: Any, seconds: floa
     import torch
 
     from nucfuse_datasets.datasets.synthetic import generate_tile
-    from nucfuse_datasets.postprocess import hv_watershed_params, predict_instances
+    from nucfuse_datasets.transforms.postprocess import hv_watershed_params, predict_instances
 
     recipe = spec.recipe(cfg)
     model = spec.build_model_quietly(cfg["model"]).to(device).eval()
@@ -231,7 +231,7 @@ def short_training(recipe_name: str, root: Path, out: Path, device: str, train_s
     """The recipe's entry points, full-size model, for ``train_s`` seconds; PQ on the MoNuSeg test tiles."""
     import importlib
 
-    from nucfuse_datasets.evaluation import EvaluationReport
+    from nucfuse_datasets.benchmark.evaluation import EvaluationReport
 
     run = out / recipe_name
     argv = ["--root", str(root), "--datasets", "monuseg,dsb2018", "--set", "data.test_ids=rule", "--out", str(run)]

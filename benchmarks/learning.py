@@ -1,9 +1,10 @@
 """Do the reference recipes learn on real tissue? Both CPU configurations against the classical baseline.
 
-Run (from the repository root; about 7 + 13 minutes of training on 2 quiet cores, several times that on a busy
+Run (from the repository root; under 10 minutes of training per recipe on one core each, more wall time on a busy
 machine, where ``--threads 1`` helps):
 
-    python benchmarks/learning.py
+    python benchmarks/learning.py --threads 1 --parallel               # both at once, one core each
+    python benchmarks/learning.py                                      # one after the other
     python benchmarks/learning.py --recipes cellvit --budget-s 300     # one recipe, a 5-minute training budget
     python benchmarks/learning.py --quick                              # a 1-epoch plumbing check, no verdict
 
@@ -98,11 +99,11 @@ def stain_references(root: Path, out: Path) -> Path:
 
     The option's default (``references = "monuseg"``) takes one training image from each of the 7 MoNuSeg organs; the
     local copy in ``../shared/realdata`` holds 8 of the 37 training tiles (5 organs), so the benchmark fits one
-    reference per organ present, by the same rule (:func:`nucfuse_datasets.stain.default_references`).
+    reference per organ present, by the same rule (:func:`nucfuse_datasets.transforms.stain.default_references`).
     """
     from nucfuse_datasets import get_dataset
-    from nucfuse_datasets.stain import default_references
-    from nucfuse_datasets.stain._references import DEFAULT_ORGANS
+    from nucfuse_datasets.transforms.stain import default_references
+    from nucfuse_datasets.transforms.stain._references import DEFAULT_ORGANS
 
     train = get_dataset("monuseg", root=root, split="train")
     present = {str(train[i].meta.organ).lower() for i in range(len(train))}
@@ -188,7 +189,7 @@ def train_and_score(
     """
     import importlib
 
-    from nucfuse_datasets.evaluation import EvaluationReport
+    from nucfuse_datasets.benchmark.evaluation import EvaluationReport
 
     train_mod = importlib.import_module(f"examples.{recipe}.train")
     eval_mod = importlib.import_module(f"examples.{recipe}.evaluate")

@@ -1,4 +1,4 @@
-"""Stain normalisation throughput: nucfuse_datasets.stain against torchstain on the same 256×256 patches.
+"""Stain normalisation throughput: nucfuse_datasets.transforms.stain against torchstain on the same 256×256 patches.
 
 Run:  python benchmarks/stain.py  [--patches 90] [--repeats 5]
 
@@ -35,7 +35,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 
-from nucfuse_datasets.stain import MacenkoNormalizer, StainAugment  # noqa: E402
+from nucfuse_datasets.transforms.stain import MacenkoNormalizer, StainAugment  # noqa: E402
 
 REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "monuseg"
 PATCH = 256

@@ -18,7 +18,7 @@ from nucfuse_datasets._version import __version__
 from nucfuse_datasets.schema import Sample, SampleMeta, collate
 
 if TYPE_CHECKING:  # pragma: no cover
-    from nucfuse_datasets.composite import NucFuseTest, NucFuseTrain
+    from nucfuse_datasets.benchmark.composite import NucFuseTest, NucFuseTrain
 
 __all__ = [
     "NucFuseTest",
@@ -33,25 +33,17 @@ __all__ = [
     "list_datasets",
 ]
 
-_LAZY = {"NucFuseTrain": "nucfuse_datasets.composite", "NucFuseTest": "nucfuse_datasets.composite"}
+_LAZY = {"NucFuseTrain": "nucfuse_datasets.benchmark.composite", "NucFuseTest": "nucfuse_datasets.benchmark.composite"}
 #: ``nucfuse_datasets.<name>`` -> the module it is (imported on first use)
-_SUBMODULES = {
-    name: f"nucfuse_datasets.{name}"
-    for name in (
-        "metrics",
-        "evaluation",
-        "analysis",
-        "paper",
-        "leakage",
-        "baselines",
-        "protocol",
-        "targets",
-        "postprocess",
-        "stain",
-        "transforms",
-        "export",
-    )
-} | {"figures": "nucfuse_datasets.analysis.figures"}
+_SUBMODULES = (
+    {name: f"nucfuse_datasets.{name}" for name in ("metrics", "baselines", "export", "transforms")}
+    | {
+        name: f"nucfuse_datasets.benchmark.{name}"
+        for name in ("evaluation", "analysis", "paper", "leakage", "protocol")
+    }
+    | {name: f"nucfuse_datasets.transforms.{name}" for name in ("targets", "postprocess", "stain")}
+    | {"figures": "nucfuse_datasets.benchmark.analysis.figures", "benchmark": "nucfuse_datasets.benchmark"}
+)
 
 
 def __getattr__(name: str) -> Any:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from nucfuse_datasets import paper
+from nucfuse_datasets.benchmark import paper
 from nucfuse_datasets.datasets._registry import register, registered
 from nucfuse_datasets.errors import ArgumentError
 
@@ -14,7 +14,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["PAPER_RANKING", "get_dataset", "get_dataset_class", "list_datasets", "register"]
 
 #: The NucFuseRank ranking (mean PQ of HoVerNeXt and CellViT trained on each dataset alone): Table 2's "Mean Rank"
-#: column, read from the paper's data (:func:`nucfuse_datasets.paper.ranking`).
+#: column, read from the paper's data (:func:`nucfuse_datasets.benchmark.paper.ranking`).
 PAPER_RANKING: tuple[str, ...] = paper.ranking()
 
 #: Datasets of the paper's Table 1 (the ranked ten and PanNuke), from the paper's data.

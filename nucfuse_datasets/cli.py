@@ -15,32 +15,25 @@ import json
 import sys
 import textwrap
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
 
+from nucfuse_datasets._cli_benchmark import (  # noqa: F401 - re-exported
+    _dataset_list,
+    _parse_options,
+    cmd_demo,
+    cmd_evaluate,
+    cmd_export,
+    cmd_export_test,
+    cmd_figures,
+    cmd_leakage,
+    cmd_report,
+    cmd_splits,
+)
 from nucfuse_datasets._registry import dataset_classes, get_dataset_class, list_datasets
 from nucfuse_datasets._version import __version__
 from nucfuse_datasets.errors import ArgumentError, NucFuseError, PreparedStoreError
 from nucfuse_datasets.io.config import resolve_root
 
 __all__ = ["main"]
-
-
-def _parse_options(pairs: Sequence[str] | None) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for pair in pairs or ():
-        if "=" not in pair:
-            raise ArgumentError(f"--option expects KEY=VALUE, got {pair!r}")
-        key, value = pair.split("=", 1)
-        parsed: Any = value
-        for cast in (int, float):
-            try:
-                parsed = cast(value)
-                break
-            except ValueError:
-                continue
-        out[key.strip()] = parsed
-    return out
 
 
 def _names(args: argparse.Namespace) -> list[str]:
@@ -232,153 +225,6 @@ def cmd_verify(args: argparse.Namespace) -> int:
         else:
             print(f"  run `nucfuse verify {cls.name} --repair` to re-prepare it from the native sources")
     return 1 if bad else 0
-
-
-def _dataset_list(args: argparse.Namespace) -> list[str] | str | None:
-    if not getattr(args, "datasets", None):
-        return None
-    if args.datasets.strip() == "available":
-        return "available"
-    return [get_dataset_class(n.strip()).name for n in args.datasets.split(",") if n.strip()]
-
-
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    from nucfuse_datasets.composite import NucFuseTest
-
-    test = NucFuseTest(args.root, datasets=_dataset_list(args), test_ids=args.test_ids)
-    report = test.evaluate_predictions(
-        args.predictions,
-        missing=args.missing,
-        use_ignore=args.use_ignore,
-        model=args.model,
-        train_set=args.train_set,
-        progress=not args.quiet,
-        label_components=args.label_components,
-    )
-    absent = report.meta.get("missing_predictions") or []
-    if absent:
-        print(
-            f"warning: {len(absent)} of {len(test)} tiles have no prediction in {args.predictions} and were scored "
-            f"as empty (e.g. {', '.join(absent[:3])})",
-            file=sys.stderr,
-        )
-    print(report.to_markdown())
-    if args.out:
-        paths = report.save(args.out)
-        print("written: " + ", ".join(str(p) for p in paths.values()))
-    return 0
-
-
-def cmd_export_test(args: argparse.Namespace) -> int:
-    from nucfuse_datasets.composite import NucFuseTest
-
-    test = NucFuseTest(args.root, datasets=_dataset_list(args), test_ids=args.test_ids)
-    stems = test.export(args.folder)
-    print(f"{len(stems)} tiles written to {args.folder} (ids sha256 {test.ids_sha256})")
-    return 0
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    from nucfuse_datasets import export
-
-    target = args.target.lower().replace("_", "-")
-    if target == "nucfuse-train":
-        from nucfuse_datasets.composite import NucFuseTrain
-
-        ds: Any = NucFuseTrain(args.root, datasets=_dataset_list(args), split=args.split or "train")
-    elif target == "nucfuse-test":
-        from nucfuse_datasets.composite import NucFuseTest
-
-        ds = NucFuseTest(args.root, datasets=_dataset_list(args))
-    else:
-        cls = get_dataset_class(args.target)
-        ds = cls(root=args.root, split=args.split or "all", progress=False, **_parse_options(args.option))
-    if args.format == "hf":
-        out = export.export_hf(ds, args.out, overwrite=args.overwrite)
-    else:
-        out = export.export_webdataset(ds, args.out, shard_size=args.shard_size, overwrite=args.overwrite)
-    print(f"{len(ds)} samples of {args.target} written to {out} ({args.format})")
-    return 0
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    from nucfuse_datasets.analysis import load_results, render_report
-
-    rows = load_results(args.results)
-    path = render_report(rows, args.out, metric=args.metric, plots=not args.no_plots)
-    print(path.read_text())
-    print(f"written to {args.out}")
-    return 0
-
-
-def cmd_figures(args: argparse.Namespace) -> int:
-    from nucfuse_datasets.analysis import load_results
-    from nucfuse_datasets.analysis.figures import write_figures
-
-    rows = load_results(args.results) if args.results else None
-    for name, path in write_figures(args.out, rows, metric=args.metric).items():
-        print(f"{name}: {path}")
-    return 0
-
-
-def cmd_leakage(args: argparse.Namespace) -> int:
-    from nucfuse_datasets.composite import NucFuseTest, NucFuseTrain
-    from nucfuse_datasets.leakage import audit
-
-    names = _dataset_list(args)
-    test = NucFuseTest(args.root, datasets=names, test_ids=args.test_ids)
-    train = NucFuseTrain(args.root, datasets=names, split="all", test_ids=args.test_ids)
-    report = audit(test=test, train=train)
-    text = report.to_markdown()
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text)
-    return 0
-
-
-def cmd_splits(args: argparse.Namespace) -> int:
-    from nucfuse_datasets.composite import _resolve_parts, select_test_tiles
-    from nucfuse_datasets.protocol import PAPER_RANKING, pinned_test_ids, shipped_test_lists
-
-    names = _dataset_list(args) or list(PAPER_RANKING)
-    default = list(PAPER_RANKING) if names == "available" else names
-    doc = shipped_test_lists()
-    differ = 0
-    for tag, ds in _resolve_parts(names, default, args.root, False, None, None):
-        sel = select_test_tiles(tag, ds, "rule")
-        pinned = pinned_test_ids(ds.name)
-        if pinned is None:
-            state = "not pinned in this release"
-        elif sorted(pinned) == sorted(sel.ids):
-            state = "reproduces the shipped list"
-        else:
-            state = "DIFFERS from the shipped list"
-            differ += 1
-        print(
-            f"{tag}: {len(sel.ids)} tiles from {sel.n_eligible} eligible ({sel.pool}), "
-            f"sha256 {sel.sha256[:12]}: {state}"
-        )
-        if pinned is not None and sorted(pinned) != sorted(sel.ids):
-            present = set(ds.sample_ids)
-            only_pinned = sorted(set(pinned) - set(sel.ids))
-            absent = [i for i in only_pinned if i not in present]
-            print(
-                f"  only in the shipped list: {', '.join(only_pinned) or '-'}"
-                + (f" ({len(absent)} of them not in the local data)" if absent else "")
-            )
-            print(f"  only in the rebuilt list: {', '.join(sorted(set(sel.ids) - set(pinned))) or '-'}")
-        entry = doc["datasets"].setdefault(tag, {})
-        entry.update({"ids": list(sel.ids), "sha256": sel.sha256, "rule": f"select_ids over the {sel.pool}"})
-    if args.write:
-        Path(args.write).write_text(json.dumps(doc, indent=1) + "\n")
-        print(f"written to {args.write}")
-    return 1 if differ else 0
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    from nucfuse_datasets.demo import run_demo
-
-    return run_demo(out=args.out, root=args.root)
 
 
 def build_parser() -> argparse.ArgumentParser:

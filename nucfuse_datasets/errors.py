@@ -149,7 +149,7 @@ class DegenerateStainsError(StainEstimationError):
 
 
 class NotFittedError(NucFuseError, RuntimeError):
-    """A stain normaliser was used before :meth:`~nucfuse_datasets.stain.MacenkoNormalizer.fit`."""
+    """A stain normaliser was used before :meth:`~nucfuse_datasets.transforms.stain.MacenkoNormalizer.fit`."""
 
 
 class InvalidPredictionError(NucFuseError, ValueError):

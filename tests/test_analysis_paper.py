@@ -14,8 +14,8 @@ import statistics
 import numpy as np
 import pytest
 
-from nucfuse_datasets import paper
-from nucfuse_datasets.analysis import (
+from nucfuse_datasets.benchmark import paper
+from nucfuse_datasets.benchmark.analysis import (
     cross_correlation,
     cross_correlations,
     fusion_gain,
@@ -186,7 +186,7 @@ def test_ranking_table_columns_say_what_they_are():
 
 def test_report_and_figures(tmp_path):
     pytest.importorskip("matplotlib")
-    from nucfuse_datasets.analysis.figures import write_figures
+    from nucfuse_datasets.benchmark.analysis.figures import write_figures
     from nucfuse_datasets.cli import main
 
     rows, _ = experiment_rows(5)
@@ -223,8 +223,8 @@ def test_report_and_figures(tmp_path):
 
 def test_pannuke_trains_on_every_tile(tmp_path):
     from nucfuse_datasets import NucFuseTrain
+    from nucfuse_datasets.benchmark.protocol import kfold_split
     from nucfuse_datasets.datasets.pannuke import FOLD_SIZES
-    from nucfuse_datasets.protocol import kfold_split
     from tests.tilesets import TileSet
 
     spec = [{"id": f"t{i:02d}", "h": 256, "w": 256, "split": "test" if i < 20 else "train"} for i in range(30)]

@@ -100,3 +100,13 @@ def test_no_import_circles():
     graph = {name: imports_of(path, name, set(modules)) for name, path in modules.items()}
     assert graph["nucfuse_datasets._registry"] >= {"nucfuse_datasets.datasets._registry"}  # the graph sees imports
     assert circles(graph) == []
+
+
+#: The style guide's "small modules (< ~400 lines)", with a margin: a module past this is split into cohesive pieces.
+MAX_MODULE_LINES = 450
+
+
+def test_no_module_is_too_long():
+    lengths = {name: len(path.read_text(encoding="utf-8").splitlines()) for name, path in module_names().items()}
+    assert len(lengths) > 50  # the walk sees the package
+    assert {name: n for name, n in lengths.items() if n > MAX_MODULE_LINES} == {}

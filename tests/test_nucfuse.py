@@ -14,10 +14,17 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 import nucfuse_datasets as nf
 from nucfuse_datasets import NucFuseTest, NucFuseTrain, collate
-from nucfuse_datasets.composite import SmallTestSetWarning, select_test_tiles
+from nucfuse_datasets.benchmark.evaluation import EvaluationReport
+from nucfuse_datasets.benchmark.protocol import (
+    PAPER_RANKING,
+    kfold_split,
+    patch_grid,
+    pinned_test_ids,
+    select_ids,
+    top_k,
+)
+from nucfuse_datasets.benchmark.selection import SmallTestSetWarning, select_test_tiles
 from nucfuse_datasets.errors import ArgumentError, InvalidPredictionError, TestSetMismatchError
-from nucfuse_datasets.evaluation import EvaluationReport
-from nucfuse_datasets.protocol import PAPER_RANKING, kfold_split, patch_grid, pinned_test_ids, select_ids, top_k
 from tests.conftest import REALDATA, copy_native, realdata
 from tests.tilesets import TileSet
 
@@ -355,7 +362,7 @@ def test_reaggregate_and_leaderboard(tmp_path):
 
 
 def test_leakage_audit_and_exclusion(tmp_path):
-    from nucfuse_datasets.leakage import audit, leaking_cases
+    from nucfuse_datasets.benchmark.leakage import audit, leaking_cases
 
     a = TileSet(
         tmp_path,
@@ -387,7 +394,7 @@ def test_leakage_audit_and_exclusion(tmp_path):
 
 
 def paper_rows():
-    from nucfuse_datasets.protocol import PAPER_TABLE2_PQ
+    from nucfuse_datasets.benchmark.protocol import PAPER_TABLE2_PQ
 
     return [
         {"model": m, "train_set": d, "test_subset": "overall", "pq": v[i]}
@@ -397,7 +404,7 @@ def paper_rows():
 
 
 def test_ranking_reproduces_the_paper_order_and_means():
-    from nucfuse_datasets.analysis import ranking_table
+    from nucfuse_datasets.benchmark.analysis import ranking_table
 
     table = ranking_table(paper_rows())
     assert [r["train_set"] for r in table] == list(PAPER_RANKING)
@@ -408,7 +415,7 @@ def test_ranking_reproduces_the_paper_order_and_means():
 
 
 def test_cross_correlation_as_written_in_the_paper():
-    from nucfuse_datasets.analysis import cross_correlation
+    from nucfuse_datasets.benchmark.analysis import cross_correlation
 
     P = {("a", "a"): 0.5, ("a", "b"): 0.3, ("b", "a"): 0.6, ("b", "b"): 0.4}
     rows = [
@@ -427,7 +434,7 @@ def test_cross_correlation_as_written_in_the_paper():
 
 
 def test_fusion_gain_and_report(tmp_path):
-    from nucfuse_datasets.analysis import fusion_gain, load_results, render_report
+    from nucfuse_datasets.benchmark.analysis import fusion_gain, load_results, render_report
 
     rows = [
         *paper_rows(),

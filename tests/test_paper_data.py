@@ -1,4 +1,4 @@
-"""The paper's tables shipped as data (``nucfuse_datasets.paper``): internal consistency and transcription.
+"""The paper's tables shipped as data (``nucfuse_datasets.benchmark.paper``): internal consistency and transcription.
 
 The consistency checks recompute what the paper's own tables imply (means, ranks, sums) from the shipped cells,
 with plain Python here, and compare with the values the paper prints next to them; the transcription check parses
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from nucfuse_datasets import paper
+from nucfuse_datasets.benchmark import paper
 
 REPO = Path(__file__).resolve().parents[1]
 PAPER_MD = REPO.parent / "shared" / "reference" / "nucfuserank-paper.md"
@@ -103,8 +103,8 @@ def test_text_numbers_agree_with_the_tables_except_the_documented_ones():
 
 def test_old_constants_are_views_of_the_data():
     from nucfuse_datasets._registry import PAPER_RANKING
-    from nucfuse_datasets.analysis import PAPER_TRAIN_PATCHES
-    from nucfuse_datasets.protocol import PAPER_TABLE2_PQ
+    from nucfuse_datasets.benchmark.analysis import PAPER_TRAIN_PATCHES
+    from nucfuse_datasets.benchmark.protocol import PAPER_TABLE2_PQ
 
     assert paper.ranking() == PAPER_RANKING
     assert PAPER_TABLE2_PQ["monusac"] == (47.28, 40.40) and list(PAPER_TABLE2_PQ) == list(PAPER_RANKING)

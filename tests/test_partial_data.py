@@ -17,6 +17,7 @@ import pytest
 
 import nucfuse_datasets as nf
 from nucfuse_datasets import NucFuseTest, NucFuseTrain
+from nucfuse_datasets.benchmark.evaluation import label_components
 from nucfuse_datasets.cli import main
 from nucfuse_datasets.errors import (
     BinaryMaskWarning,
@@ -29,7 +30,6 @@ from nucfuse_datasets.errors import (
     PredictionFailedError,
     PreparedStoreError,
 )
-from nucfuse_datasets.evaluation import label_components
 from nucfuse_datasets.io.download import recorded_hash
 from nucfuse_datasets.io.files import atomic_write_json, default_file_mode, sha256_file
 from nucfuse_datasets.io.store import PreparedStore
@@ -172,8 +172,10 @@ def test_missing_dataset_error_suggests_available_and_rule(tmp_path, fake_factor
 
 def test_available_uses_what_is_present(tmp_path, fake_factory):
     """Before: datasets="available" was refused as "a single dataset"."""
+    from nucfuse_datasets.benchmark.selection import available_datasets
+
     _two_datasets(tmp_path, fake_factory)
-    assert nf.composite.available_datasets(tmp_path) == ["monuseg", "tnbc"]  # PAPER_RANKING order: not alphabetic
+    assert available_datasets(tmp_path) == ["monuseg", "tnbc"]  # PAPER_RANKING order: not alphabetic
     test = NucFuseTest(tmp_path, datasets="available", test_ids="rule")
     assert test.subsets == ["monuseg", "tnbc"]  # (the fake tiles are below 256 px, so none is a test tile)
     train = NucFuseTrain(tmp_path, datasets="available", test_ids="rule", split="all")

@@ -8,11 +8,9 @@ import torch
 from skimage.draw import disk
 
 from nucfuse_datasets.errors import ArgumentError
-from nucfuse_datasets.postprocess import (
+from nucfuse_datasets.transforms._watershed import _opening, _sobel, _sobel_kernels
+from nucfuse_datasets.transforms.postprocess import (
     MAGNIFICATION_PRESETS,
-    _opening,
-    _sobel,
-    _sobel_kernels,
     crop_to_shape,
     hv_watershed,
     hv_watershed_params,
@@ -20,7 +18,7 @@ from nucfuse_datasets.postprocess import (
     predict_instances,
     sliding_window_predict,
 )
-from nucfuse_datasets.targets import hv_maps
+from nucfuse_datasets.transforms.targets import hv_maps
 
 
 def _pq(gt: np.ndarray, pred: np.ndarray) -> tuple[float, int, int, int]:

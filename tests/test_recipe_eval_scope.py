@@ -20,8 +20,8 @@ from examples.common.checkpoint import save_checkpoint
 from examples.common.config import load_config, merge
 from examples.common.evaluation import EvaluationScopeWarning, evaluate_checkpoint, evaluation_scope
 from examples.hovernext.spec import SPEC
-from nucfuse_datasets.evaluation import EvaluationReport
-from nucfuse_datasets.protocol import PAPER_RANKING, top_k
+from nucfuse_datasets.benchmark.evaluation import EvaluationReport
+from nucfuse_datasets.benchmark.protocol import PAPER_RANKING, top_k
 
 REPO = Path(__file__).resolve().parents[1]
 SYN = {"n_tiles": 15, "tile_size": 256}

@@ -13,8 +13,8 @@ pytest.importorskip("timm")
 
 from examples.experiments import fusion, ranking
 from examples.experiments._driver import parse_entries, parse_models
+from nucfuse_datasets.benchmark.protocol import PAPER_RANKING
 from nucfuse_datasets.errors import ArgumentError
-from nucfuse_datasets.protocol import PAPER_RANKING
 
 REPO = Path(__file__).resolve().parents[1]
 

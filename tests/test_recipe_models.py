@@ -30,7 +30,7 @@ from examples.hovernext.losses import HoVerNeXtLoss, soft_dice_loss
 from examples.hovernext.model import HoVerNeXt, hovernext_infer_fn
 from nucfuse_datasets.errors import ArgumentError
 from nucfuse_datasets.schema import Sample, SampleMeta
-from nucfuse_datasets.targets import HoVerNetTargets, NucleusTargets, hv_maps, three_class_map
+from nucfuse_datasets.transforms.targets import HoVerNetTargets, NucleusTargets, hv_maps, three_class_map
 
 
 @pytest.fixture(autouse=True, scope="module")

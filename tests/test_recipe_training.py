@@ -30,8 +30,8 @@ from examples.common.distributed import DistributedReplacementSampler, resolve_d
 from examples.common.early_stopping import EarlyStopping
 from examples.common.spec import train_set_label
 from examples.hovernext.spec import SPEC as HOVERNEXT
+from nucfuse_datasets.benchmark.evaluation import EvaluationReport
 from nucfuse_datasets.errors import ArgumentError
-from nucfuse_datasets.evaluation import EvaluationReport
 
 REPO = Path(__file__).resolve().parents[1]
 SPECS = {"hovernext": HOVERNEXT, "cellvit": CELLVIT}

@@ -1,4 +1,4 @@
-"""Stain normalisation and augmentation (nucfuse_datasets.stain), mostly on real MoNuSeg tiles."""
+"""Stain normalisation and augmentation (nucfuse_datasets.transforms.stain), mostly on real MoNuSeg tiles."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from PIL import Image
 
 from nucfuse_datasets.errors import ArgumentError, NucFuseError, NucFuseWarning
 from nucfuse_datasets.schema import Sample, SampleMeta
-from nucfuse_datasets.stain import (
+from nucfuse_datasets.transforms.stain import (
     DegenerateStainsError,
     InsufficientTissueError,
     MacenkoNormalizer,
@@ -28,7 +28,7 @@ from nucfuse_datasets.stain import (
     estimate_stains,
     fit_references,
 )
-from nucfuse_datasets.stain import _references as references_module
+from nucfuse_datasets.transforms.stain import _references as references_module
 
 ROOT = Path(__file__).resolve().parents[1]
 MONUSEG = ROOT.parent / "shared" / "realdata" / "monuseg"

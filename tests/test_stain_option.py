@@ -20,7 +20,7 @@ pytest.importorskip("timm")
 
 from examples.common.stain_option import stain_predict, stain_settings, test_normalizer, train_augment
 from nucfuse_datasets.errors import ArgumentError
-from nucfuse_datasets.stain import MacenkoNormalizer, StainAugment, estimate_stains
+from nucfuse_datasets.transforms.stain import MacenkoNormalizer, StainAugment, estimate_stains
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -10,7 +10,7 @@ from skimage.draw import disk
 
 from nucfuse_datasets.errors import ArgumentError
 from nucfuse_datasets.schema import Sample, SampleMeta
-from nucfuse_datasets.targets import (
+from nucfuse_datasets.transforms.targets import (
     HoVerNetTargets,
     NucleusTargets,
     border_map,

@@ -25,7 +25,7 @@ from torchvision.transforms import v2  # noqa: E402
 import nucfuse_datasets as nf  # noqa: E402
 from nucfuse_datasets.errors import ArgumentError, InvalidSampleError  # noqa: E402
 from nucfuse_datasets.schema import Sample, SampleMeta, collate  # noqa: E402
-from nucfuse_datasets.transforms import Albumentations, TorchVision, as_sample_transform  # noqa: E402
+from nucfuse_datasets.transforms.adapters import Albumentations, TorchVision, as_sample_transform  # noqa: E402
 from tests.conftest import realdata  # noqa: E402
 
 NEAREST = v2.InterpolationMode.NEAREST

@@ -8,7 +8,7 @@ outputs such as ``['pcns', 'puma']`` become broken reference links. Renaming the
 Griffe split it into prose and highlighted Python console blocks, which is what the docstrings mean. Nothing else in
 the docstring is changed, and the Python sources are not touched.
 
-2. A ``Returns:`` section in a *class* docstring (``nucfuse_datasets.targets.NucleusTargets`` and
+2. A ``Returns:`` section in a *class* docstring (``nucfuse_datasets.transforms.targets.NucleusTargets`` and
 ``HoVerNetTargets``) describes what calling an instance returns. Griffe expects ``Returns:`` on callables with a
 return annotation and warns ("No type or annotation for returned value"), which fails the strict build. Such a
 section is retitled ``Returns when called:`` (rendered as a note) instead of silencing the warning for every object.

@@ -275,9 +275,9 @@ def counts_markdown() -> str:
 
 
 def test_ids_markdown() -> str:
-    """State of the shipped NucFuse-test id lists (``nucfuse_datasets/splits/nucfuse_test.json``)."""
+    """State of the shipped NucFuse-test id lists (``nucfuse_datasets/benchmark/splits/nucfuse_test.json``)."""
     from nucfuse_datasets._registry import get_dataset_class
-    from nucfuse_datasets.protocol import shipped_test_lists
+    from nucfuse_datasets.benchmark.protocol import shipped_test_lists
 
     doc = shipped_test_lists()
     lines = ["| dataset | drawn from | ids | sha256 of the id list |", "|---|---|---|---|"]

@@ -1,7 +1,7 @@
 """CellViT augmentation as run in NucFuseRank (``recipes.md`` §2.3, §4.5), with albumentations as CellViT used it.
 
 Per sample, in this order, on the ``uint8`` image and (for geometric steps) the label maps, through
-:class:`nucfuse_datasets.transforms.Albumentations` (masks move with nearest neighbour):
+:class:`nucfuse_datasets.transforms.adapters.Albumentations` (masks move with nearest neighbour):
 
 | # | step | p | parameters (albumentations 2.x names) |
 |---|---|---|---|
@@ -18,7 +18,8 @@ Per sample, in this order, on the ``uint8`` image and (for geometric steps) the 
 | 11 | :class:`AffineJitter` + ``ElasticTransform`` | 0.2 | ``alpha_affine=15``; ``alpha=0.5``, ``sigma=25`` |
 
 Normalisation (mean = std = 0.5) comes last, in :class:`examples.common.transforms.ToTensors`; the targets (NP,
-HV) are computed after this augmentation by :class:`nucfuse_datasets.targets.NucleusTargets`, as CellViT does.
+HV) are computed after this augmentation by :class:`nucfuse_datasets.transforms.targets.NucleusTargets`, as CellViT
+does.
 
 Three pieces of albumentations 1.3 that 2.x changed are kept as small albumentations subclasses, so the parameter
 distributions stay those of the original run:
@@ -48,7 +49,7 @@ import numpy as np
 
 from examples.common.sample_ops import relabel_split_instances
 from nucfuse_datasets.schema import Sample
-from nucfuse_datasets.transforms import finish_sample
+from nucfuse_datasets.transforms.adapters import finish_sample
 
 __all__ = ["AffineJitter", "CellViTAugment", "SkimageSuperpixels", "VarianceGaussNoise"]
 

@@ -1,26 +1,8 @@
-"""Evaluate a CellViT checkpoint on NucFuse-test (whole-tile inference, reflect-pad to 32, §2.4 post-processing).
+"""``python -m examples.cellvit.evaluate`` = ``python -m examples.evaluate --recipe cellvit`` (the shared runner).
 
-Usage (from the repository root)::
-
-    python -m examples.cellvit.evaluate --checkpoint runs/cellvit/best.pt [--out runs/cellvit/eval]
-
-Writes ``report.json``, ``report.csv`` and ``report.md``. See ``examples/README.md`` and ``--help``.
+E.g. ``--checkpoint runs/cellvit/best.pt`` writes ``report.json/.csv/.md`` into ``runs/cellvit/eval``.
 """
 
-from __future__ import annotations
+from examples.common.cli import recipe_main
 
-from collections.abc import Sequence
-
-from examples.cellvit.spec import SPEC
-from examples.common.cli import evaluate_main
-
-__all__ = ["main"]
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the evaluation entry point with ``argv`` (default: ``sys.argv[1:]``)."""
-    return evaluate_main(SPEC, argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+main = recipe_main("cellvit", "evaluate", __name__)  # under ``python -m`` this runs and exits

@@ -262,7 +262,7 @@ def build_cellvit256(pretrained_path: str | Path | None = None, **kwargs: object
 
 
 def cellvit_infer_fn(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Adapter for ``nucfuse_datasets.postprocess``: ``B×3×H×W`` → ``[p(nucleus), H, V]``.
+    """Adapter for ``nucfuse_datasets.transforms.postprocess``: ``B×3×H×W`` → ``[p(nucleus), H, V]``.
 
     ``p(nucleus) > 0.5`` equals the original's argmax over the two softmaxed channels. Call
     ``model.eval()`` first.

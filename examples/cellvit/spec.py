@@ -13,10 +13,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 from torch.utils.data import Dataset, Sampler
 
@@ -25,23 +23,30 @@ from examples.cellvit.augment import CellViTAugment
 from examples.cellvit.losses import CellViTLoss
 from examples.cellvit.model import CellViT256, cellvit_infer_fn
 from examples.common.distributed import DistEnv
-from examples.common.early_stopping import EarlyStopping
-from examples.common.pretrained import resolve_pretrained
 from examples.common.spec import RecipeSpec, replacement_sampler
 from examples.common.transforms import Compose, ToTensors
-from nucfuse_datasets.targets import NucleusTargets
+from nucfuse_datasets.transforms.targets import NucleusTargets
 from nucfuse_datasets.weights import hipt_vit256_weights
 
 __all__ = ["SPEC", "CellViTSpec"]
 
 
 class CellViTSpec(RecipeSpec):
-    """CellViT-256 as run in NucFuseRank."""
+    """CellViT-256 as run in NucFuseRank: what differs from the shared runner's defaults."""
 
     name = "cellvit"
     model_label = "CellViT"
     default_recipe = crecipe.RECIPE
-    first_epoch = 0
+    first_epoch = 0  # encoder frozen in the 0-based epochs 0..24
+    model_class = CellViT256
+    sequence_keys = ("decoder_widths",)
+    weights = staticmethod(hipt_vit256_weights)
+    targets = NucleusTargets
+    optimizer = staticmethod(crecipe.make_optimizer)
+    scheduler = staticmethod(crecipe.make_scheduler)
+    infer = staticmethod(cellvit_infer_fn)
+    stop_when_exceeds = False
+    save_on_tie = True
 
     def default_model_config(self) -> dict[str, Any]:
         return {
@@ -53,50 +58,16 @@ class CellViTSpec(RecipeSpec):
             "drop_rate": 0.0,
         }
 
-    def build_model(
-        self, model_cfg: Mapping[str, Any], *, load_pretrained: bool = True, root: str | None = None
-    ) -> nn.Module:
-        pretrained = resolve_pretrained(self, model_cfg, root) if load_pretrained else None
-        cfg = {k: v for k, v in model_cfg.items() if k != "pretrained"}
-        if "decoder_widths" in cfg:
-            cfg["decoder_widths"] = tuple(cfg["decoder_widths"])
-        return CellViT256(pretrained_path=pretrained, **cfg)
-
-    def fetch_pretrained(self, folder: Path) -> Path:
-        return hipt_vit256_weights(folder)
-
     def loss_fn(self, recipe: Any) -> nn.Module:
         return CellViTLoss(double_softmax=True)
 
-    def infer_fn(self, model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
-        return cellvit_infer_fn(model)
-
     def train_transform(self, recipe: Any, cfg: Mapping[str, Any]) -> Callable[[Any], Any] | None:
         return Compose([CellViTAugment(), NucleusTargets(), ToTensors(recipe.mean, recipe.std)])
-
-    def val_transform(self, recipe: Any) -> Callable[[Any], Any]:
-        return Compose([NucleusTargets(), ToTensors(recipe.mean, recipe.std)])
 
     def train_sampler(self, dataset: Dataset[Any], recipe: Any, env: DistEnv) -> Sampler[int] | None:
         if recipe.sample_with_replacement:
             return replacement_sampler(dataset, recipe, env)
         return super().train_sampler(dataset, recipe, env)
-
-    def make_optimizer(self, model: nn.Module, recipe: Any) -> torch.optim.Optimizer:
-        return crecipe.make_optimizer(model, recipe)
-
-    def make_scheduler(self, optimizer: torch.optim.Optimizer, recipe: Any) -> Any:
-        return crecipe.make_scheduler(optimizer, recipe)
-
-    def encoder_frozen(self, epoch_index: int, recipe: Any) -> bool:
-        return crecipe.encoder_frozen(epoch_index, recipe)
-
-    def scheduler_step(self, scheduler: Any, val_pq: float) -> None:
-        scheduler.step()
-
-    def early_stopping(self, recipe: Any, cfg: Mapping[str, Any], n_sources: int) -> EarlyStopping:
-        patience = int(cfg["train"].get("early_stop_patience") or 0) or recipe.early_stop_patience
-        return EarlyStopping(patience, stop_when_exceeds=False, save_on_tie=True)
 
 
 SPEC = CellViTSpec()

@@ -1,28 +1,9 @@
-"""Train CellViT on NucFuse-train as run in NucFuseRank.
+"""``python -m examples.cellvit.train`` = ``python -m examples.train --recipe cellvit`` (the shared runner).
 
-Usage (from the repository root)::
-
-    python -m examples.cellvit.train --config examples/cellvit/config.toml --root DATA --out runs/cellvit
-    torchrun --nproc_per_node=4 -m examples.cellvit.train --config examples/cellvit/config.toml ...
-    python -m examples.cellvit.train --resume runs/cellvit/last.pt
-
-See ``examples/README.md`` and ``--help``.
+E.g. ``--config examples/cellvit/config.toml --root DATA --out runs/cellvit``; under ``torchrun
+--nproc_per_node=4 -m examples.cellvit.train ...``; ``--resume runs/cellvit/last.pt``. See ``--help``.
 """
 
-from __future__ import annotations
+from examples.common.cli import recipe_main
 
-from collections.abc import Sequence
-
-from examples.cellvit.spec import SPEC
-from examples.common.cli import train_main
-
-__all__ = ["main"]
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the training entry point with ``argv`` (default: ``sys.argv[1:]``)."""
-    return train_main(SPEC, argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+main = recipe_main("cellvit", "train", __name__)  # under ``python -m`` this runs and exits

@@ -1,7 +1,9 @@
-"""Command lines of the recipes' training and evaluation entry points (shared by both recipes).
+"""The shared runner: command lines of the recipes' training and evaluation entry points.
 
-``python -m examples.<recipe>.train [--config FILE] [overrides]`` and
-``python -m examples.<recipe>.evaluate --checkpoint FILE [overrides]``; run ``--help`` for the options. Values of
+``python -m examples.train --recipe NAME [--config FILE] [overrides]`` and
+``python -m examples.evaluate --recipe NAME --checkpoint FILE [overrides]``; the per-recipe modules
+``python -m examples.<recipe>.train`` / ``.evaluate`` are shims onto the same functions (:func:`recipe_main`).
+Run ``--help`` for the options. Values of
 ``--set section.key=value`` and ``--dataset-option tag.key=value`` are parsed as JSON when they parse (numbers,
 booleans, lists), else taken as strings.
 """
@@ -9,10 +11,11 @@ booleans, lists), else taken as strings.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +24,63 @@ from examples.common.config import apply_overrides, load_config, merge, parse_va
 from examples.common.spec import RecipeSpec
 from nucfuse_datasets.errors import ArgumentError, NucFuseError
 
-__all__ = ["evaluate_main", "parse_datasets", "resolve_eval_config", "resolve_train_config", "train_main"]
+__all__ = [
+    "RECIPES",
+    "evaluate_main",
+    "get_spec",
+    "parse_datasets",
+    "recipe_main",
+    "resolve_eval_config",
+    "resolve_train_config",
+    "runner_main",
+    "train_main",
+]
+
+#: The recipe folders under ``examples/``; each has a ``spec.py`` exporting ``SPEC``.
+RECIPES = ("hovernext", "cellvit")
+
+
+def get_spec(name: str) -> RecipeSpec:
+    """The :class:`RecipeSpec` of the recipe folder ``examples/<name>``.
+
+    Example:
+        >>> get_spec("hovernext").model_label
+        'HoVerNeXt'
+    """
+    if name not in RECIPES:
+        raise ArgumentError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}")
+    spec: RecipeSpec = importlib.import_module(f"examples.{name}.spec").SPEC
+    return spec
+
+
+def recipe_main(name: str, command: str, module: str = "") -> Callable[[Sequence[str] | None], int]:
+    """The ``main(argv)`` of ``python -m examples.<name>.<command>`` (``command``: ``"train"`` or ``"evaluate"``).
+
+    A shim passes its ``__name__`` as ``module``: run as ``__main__`` (``python -m``), the entry point runs at once
+    with ``sys.argv[1:]`` and exits with its code.
+
+    Example:
+        >>> main = recipe_main("cellvit", "train")  # what examples/cellvit/train.py exports
+    """
+    entry = {"train": train_main, "evaluate": evaluate_main}[command]
+
+    def main(argv: Sequence[str] | None = None) -> int:
+        """Run the entry point with ``argv`` (default: ``sys.argv[1:]``)."""
+        return entry(get_spec(name), argv)
+
+    main.__qualname__ = main.__name__ = "main"
+    main.__module__ = f"examples.{name}.{command}"
+    if module == "__main__":
+        raise SystemExit(main(sys.argv[1:]))
+    return main
+
+
+def runner_main(command: str, argv: Sequence[str] | None = None) -> int:
+    """``python -m examples.<command> --recipe NAME ...``: pick the recipe, then run its ``command`` entry point."""
+    pre = argparse.ArgumentParser(prog=f"python -m examples.{command}", add_help=False)
+    pre.add_argument("--recipe", choices=RECIPES, required=True, help="recipe folder under examples/")
+    args, rest = pre.parse_known_args(argv)
+    return recipe_main(args.recipe, command)(rest)
 
 
 def parse_datasets(text: str) -> list[str] | dict[str, str]:
@@ -64,12 +123,16 @@ def _common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
 
 
-def _train_parser(spec: RecipeSpec) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=f"python -m examples.{spec.name}.train",
-        description=f"Train {spec.model_label} on NucFuse-train as run in NucFuseRank (see examples/README.md).",
-    )
+def _parser(spec: RecipeSpec, command: str, description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"python -m examples.{spec.name}.{command}", description=description)
     _common_arguments(p)
+    return p
+
+
+def _train_parser(spec: RecipeSpec) -> argparse.ArgumentParser:
+    p = _parser(
+        spec, "train", f"Train {spec.model_label} on NucFuse-train as run in NucFuseRank (see examples/README.md)."
+    )
     p.add_argument("--epochs", type=int, help="epochs (recipe: 300)")
     p.add_argument("--batch-size", type=int, help="batch size per process (recipe: 5)")
     p.add_argument("--k", type=int, help="train on the top-k ranked datasets (9 = NucFuse-train)")
@@ -98,11 +161,7 @@ def _train_parser(spec: RecipeSpec) -> argparse.ArgumentParser:
 
 
 def _eval_parser(spec: RecipeSpec) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=f"python -m examples.{spec.name}.evaluate",
-        description=f"Evaluate a {spec.model_label} checkpoint on NucFuse-test (whole-tile inference).",
-    )
-    _common_arguments(p)
+    p = _parser(spec, "evaluate", f"Evaluate a {spec.model_label} checkpoint on NucFuse-test (whole-tile inference).")
     p.add_argument("--checkpoint", required=True, help="best.pt (or last.pt) written by the training entry point")
     p.add_argument(
         "--datasets",
@@ -200,59 +259,60 @@ def resolve_eval_config(spec: RecipeSpec, args: argparse.Namespace) -> dict[str,
     return cfg
 
 
+def _guarded(run: Callable[[], int]) -> int:
+    """``run()``, with a library error printed as one ``error:`` line and exit code 2."""
+    try:
+        return run()
+    except NucFuseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
 def train_main(spec: RecipeSpec, argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m examples.<recipe>.train``; returns the exit code."""
     from examples.common.training import train
 
     args = _train_parser(spec).parse_args(argv)
-    try:
+
+    def run() -> int:
         cfg, resume = resolve_train_config(spec, args)
-    except NucFuseError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if args.print_config:
-        print(json.dumps(cfg, indent=1))
-        return 0
-    try:
+        if args.print_config:
+            print(json.dumps(cfg, indent=1))
+            return 0
         summary = train(spec, cfg, resume=resume)
-    except NucFuseError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if _env_rank() == 0:
-        print(json.dumps(summary, indent=1), flush=True)
-    return 0
+        if _env_rank() == 0:
+            print(json.dumps(summary, indent=1), flush=True)
+        return 0
+
+    return _guarded(run)
 
 
 def evaluate_main(spec: RecipeSpec, argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m examples.<recipe>.evaluate``; returns the exit code."""
-    from examples.common.evaluation import EvaluationScopeWarning, evaluate_checkpoint
+    from examples.common.evaluation import EvaluationScopeWarning, evaluate_checkpoint, evaluation_scope
 
     args = _eval_parser(spec).parse_args(argv)
-    try:
-        cfg = resolve_eval_config(spec, args)
-    except NucFuseError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if args.print_config:
-        print(json.dumps(cfg, indent=1))
-        return 0
-    progress = None if cfg["train"].get("progress", True) else False
-    from examples.common.evaluation import evaluation_scope
 
-    scope = evaluation_scope(cfg)
-    print(f"scoring the NucFuse-test tiles of {', '.join(scope.datasets)} (test_ids={scope.test_ids!r})", flush=True)
-    if scope.message:
-        print(f"WARNING: {scope.message}", file=sys.stderr, flush=True)
-    try:
+    def run() -> int:
+        cfg = resolve_eval_config(spec, args)
+        if args.print_config:
+            print(json.dumps(cfg, indent=1))
+            return 0
+        progress = None if cfg["train"].get("progress", True) else False
+        scope = evaluation_scope(cfg)
+        print(
+            f"scoring the NucFuse-test tiles of {', '.join(scope.datasets)} (test_ids={scope.test_ids!r})", flush=True
+        )
+        if scope.message:
+            print(f"WARNING: {scope.message}", file=sys.stderr, flush=True)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=EvaluationScopeWarning)  # printed above
             report, paths = evaluate_checkpoint(spec, args.checkpoint, cfg, progress=progress)
-    except NucFuseError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(report.to_markdown())
-    print("report files: " + ", ".join(str(p) for p in paths.values()), flush=True)
-    return 0
+        print(report.to_markdown())
+        print("report files: " + ", ".join(str(p) for p in paths.values()), flush=True)
+        return 0
+
+    return _guarded(run)
 
 
 def _env_rank() -> int:

@@ -33,10 +33,10 @@ from examples.common.spec import RecipeSpec, train_set_label
 from examples.common.stain_option import stain_predict
 from nucfuse_datasets import NucFuseTest
 from nucfuse_datasets._registry import get_dataset_class
+from nucfuse_datasets.benchmark.evaluation import EvaluationReport
+from nucfuse_datasets.benchmark.protocol import DEFAULT_K, PAPER_RANKING, top_k
 from nucfuse_datasets.errors import ArgumentError, NucFuseWarning
-from nucfuse_datasets.evaluation import EvaluationReport
-from nucfuse_datasets.postprocess import hv_watershed_params, predict_instances
-from nucfuse_datasets.protocol import DEFAULT_K, PAPER_RANKING, top_k
+from nucfuse_datasets.transforms.postprocess import hv_watershed_params, predict_instances
 
 __all__ = [
     "NUCFUSE_TEST",

@@ -2,8 +2,8 @@
 
 Every augmentation works on a :class:`~nucfuse_datasets.schema.Sample` (``uint8`` image,
 ``int32`` instances, optional ``bool`` ignore mask) and returns a new validated Sample, so the
-targets (:mod:`nucfuse_datasets.targets`) can be computed from the *augmented* instance map.
-The geometric work itself is done by the libraries (:mod:`nucfuse_datasets.transforms`).
+targets (:mod:`nucfuse_datasets.transforms.targets`) can be computed from the *augmented* instance map.
+The geometric work itself is done by the libraries (:mod:`nucfuse_datasets.transforms.adapters`).
 """
 
 from __future__ import annotations

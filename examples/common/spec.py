@@ -1,8 +1,12 @@
-"""What a recipe plugs into the shared training and evaluation machinery (:class:`RecipeSpec`).
+"""What a recipe plugs into the shared runner (:class:`RecipeSpec`).
 
-Each recipe (``examples/hovernext/spec.py``, ``examples/cellvit/spec.py``) subclasses :class:`RecipeSpec` and
-fills in the model, loss, transforms, sampler, freezing rule, scheduler step and early-stopping rule; the loop
-itself lives in :mod:`examples.common.training` and the command lines in :mod:`examples.common.cli`.
+A recipe folder (``examples/hovernext``, ``examples/cellvit``) holds only what differs between recipes: the model,
+loss, augmentation and constants, and one :class:`RecipeSpec` subclass in its ``spec.py`` that *declares* them
+(class attributes: model class, pretrained-weights fetcher, training targets, optimiser and scheduler factories,
+early-stopping style) and overrides the few hooks that really differ. The defaults of every other hook live here;
+the loop lives in :mod:`examples.common.training`, evaluation in :mod:`examples.common.evaluation` and the command
+lines in :mod:`examples.common.cli` (``python -m examples.train --recipe NAME``; the per-recipe ``train.py`` /
+``evaluate.py`` modules are two-line shims onto it).
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ from torch.utils.data.distributed import DistributedSampler
 from examples.common.config import merge, recipe_from_config, recipe_to_config
 from examples.common.distributed import DistEnv, DistributedReplacementSampler
 from examples.common.early_stopping import EarlyStopping
-from nucfuse_datasets.protocol import DEFAULT_K, PATCH_SIZE
+from examples.common.pretrained import resolve_pretrained
+from examples.common.transforms import Compose, ToTensors
+from nucfuse_datasets.benchmark.protocol import DEFAULT_K, PATCH_SIZE
 
 __all__ = ["RecipeSpec", "base_config", "replacement_sampler", "train_set_label"]
 
@@ -82,12 +88,30 @@ class RecipeSpec:
         model_label: model name in evaluation reports and result tables (``"HoVerNeXt"``).
         default_recipe: the recipe dataclass instance holding the authors' constants.
         first_epoch: how the recipe counts epochs for :meth:`encoder_frozen` (1 for HoVerNeXt, 0 for CellViT).
+        model_class: the architecture, called with the ``model`` section (minus ``pretrained``) and
+            ``pretrained_path``.
+        sequence_keys: ``model`` keys given as lists in TOML and passed to ``model_class`` as tuples.
+        weights: ``weights(folder) -> Path`` of the paper's pretrained encoder weights (``staticmethod``).
+        targets: the training-target transform class (``HoVerNetTargets``, ``NucleusTargets``).
+        optimizer: ``optimizer(model, recipe)`` (``staticmethod``).
+        scheduler: ``scheduler(optimizer, recipe)`` (``staticmethod``).
+        infer: ``infer(model)`` → the ``B×3×H×W [p(nucleus), h, v]`` adapter (``staticmethod``).
+        stop_when_exceeds, save_on_tie: the :class:`~examples.common.early_stopping.EarlyStopping` style.
     """
 
     name: str = ""
     model_label: str = ""
     default_recipe: Any = None
     first_epoch: int = 0
+    model_class: Callable[..., nn.Module] | None = None
+    sequence_keys: tuple[str, ...] = ()
+    weights: Callable[[Path], Path] | None = None
+    targets: Callable[[], Callable[[Any], Any]] | None = None
+    optimizer: Callable[[nn.Module, Any], torch.optim.Optimizer] | None = None
+    scheduler: Callable[[torch.optim.Optimizer, Any], Any] | None = None
+    infer: Callable[[nn.Module], Callable[[torch.Tensor], torch.Tensor]] | None = None
+    stop_when_exceeds: bool = True
+    save_on_tie: bool = False
 
     # ------------------------------------------------------------------ configuration
     def default_model_config(self) -> dict[str, Any]:
@@ -118,11 +142,20 @@ class RecipeSpec:
         ``model.pretrained`` is resolved by :func:`examples.common.pretrained.resolve_pretrained` (``"auto"``: the
         paper's weights from ``<root>/weights`` or downloaded; a path; ``""``: random initialisation).
         """
-        raise NotImplementedError
+        if self.model_class is None:
+            raise NotImplementedError(f"{type(self).__name__} sets no model_class")
+        pretrained = resolve_pretrained(self, model_cfg, root) if load_pretrained else None
+        cfg = {k: v for k, v in model_cfg.items() if k != "pretrained"}
+        for key in self.sequence_keys:
+            if key in cfg:
+                cfg[key] = tuple(cfg[key])
+        return self.model_class(pretrained_path=pretrained, **cfg)
 
     def fetch_pretrained(self, folder: Path) -> Path:
         """The local file of the paper's pretrained encoder weights (from ``folder`` or downloaded)."""
-        raise NotImplementedError
+        if self.weights is None:
+            raise NotImplementedError(f"{type(self).__name__} sets no weights fetcher")
+        return self.weights(folder)
 
     def build_model_quietly(self, model_cfg: Mapping[str, Any]) -> nn.Module:
         """The architecture without pretrained weights and without the random-initialisation warning.
@@ -139,7 +172,9 @@ class RecipeSpec:
 
     def infer_fn(self, model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
         """Adapter ``B×3×H×W → B×3×H×W [p(nucleus), h, v]`` for validation and test inference."""
-        raise NotImplementedError
+        if self.infer is None:
+            raise NotImplementedError(f"{type(self).__name__} sets no infer adapter")
+        return self.infer(model)
 
     # ------------------------------------------------------------------ data
     def train_transform(self, recipe: Any, cfg: Mapping[str, Any]) -> Callable[[Any], Any] | None:
@@ -152,7 +187,13 @@ class RecipeSpec:
 
     def val_transform(self, recipe: Any) -> Callable[[Any], Any]:
         """Dataset transform of the validation split (targets and tensors, no augmentation)."""
-        raise NotImplementedError
+        return self.target_transform(recipe)
+
+    def target_transform(self, recipe: Any) -> Compose:
+        """The recipe's targets, then tensors normalised with the recipe's mean and std."""
+        if self.targets is None:
+            raise NotImplementedError(f"{type(self).__name__} sets no targets")
+        return Compose([self.targets(), ToTensors(recipe.mean, recipe.std)])
 
     def train_sampler(self, dataset: Dataset[Any], recipe: Any, env: DistEnv) -> Sampler[int] | None:
         """Training sampler; ``None`` means ``shuffle=True``. Default: shuffled, sharded under torchrun."""
@@ -165,23 +206,41 @@ class RecipeSpec:
     # ------------------------------------------------------------------ optimisation
     def make_optimizer(self, model: nn.Module, recipe: Any) -> torch.optim.Optimizer:
         """The recipe's optimiser over the model's parameters."""
-        raise NotImplementedError
+        if self.optimizer is None:
+            raise NotImplementedError(f"{type(self).__name__} sets no optimizer")
+        return self.optimizer(model, recipe)
 
     def make_scheduler(self, optimizer: torch.optim.Optimizer, recipe: Any) -> Any:
         """The recipe's learning-rate scheduler."""
-        raise NotImplementedError
+        if self.scheduler is None:
+            raise NotImplementedError(f"{type(self).__name__} sets no scheduler")
+        return self.scheduler(optimizer, recipe)
 
     def encoder_frozen(self, epoch_index: int, recipe: Any) -> bool:
-        """Whether the encoder is frozen in the 0-based training epoch ``epoch_index``."""
-        raise NotImplementedError
+        """Whether the encoder is frozen in the 0-based training epoch ``epoch_index``.
+
+        The recipe counts epochs from :attr:`first_epoch`; frozen while that count is below
+        ``recipe.frozen_until_epoch``.
+        """
+        return epoch_index + self.first_epoch < recipe.frozen_until_epoch
 
     def scheduler_step(self, scheduler: Any, val_pq: float) -> None:
-        """Step the LR scheduler once at the end of an epoch."""
-        raise NotImplementedError
+        """Step the LR scheduler once at the end of an epoch (``ReduceLROnPlateau`` with the validation PQ)."""
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            scheduler.step(val_pq)
+        else:
+            scheduler.step()
 
     def early_stopping(self, recipe: Any, cfg: Mapping[str, Any], n_sources: int) -> EarlyStopping:
-        """The early-stopping rule (``train.early_stop_patience`` > 0 overrides the recipe's patience)."""
-        raise NotImplementedError
+        """The early-stopping rule (``train.early_stop_patience`` > 0 overrides :meth:`patience`)."""
+        patience = int(cfg["train"].get("early_stop_patience") or 0)
+        if patience <= 0:
+            patience = self.patience(recipe, n_sources)
+        return EarlyStopping(patience, stop_when_exceeds=self.stop_when_exceeds, save_on_tie=self.save_on_tie)
+
+    def patience(self, recipe: Any, n_sources: int) -> int:
+        """The recipe's early-stopping patience (default: ``recipe.early_stop_patience``)."""
+        return int(recipe.early_stop_patience)
 
     def amp(self, recipe: Any, device: torch.device) -> bool:
         """Whether to train with fp16 autocast + GradScaler on this device."""

@@ -4,20 +4,21 @@ NucFuseRank's additional experiment trained each model on one dataset with **non
 (Macenko normalisation to one of 7 MoNuSeg reference images from 7 organs, applied with probability 0.5) and
 **multi-target Avg-post Macenko normalisation**, and scored the models on NucFuse-test. The paper reports, for
 HoVerNeXt, a mean PQ of 47.49 % with it against 48.10 % without, and NuInsSeg moving from 8th to 5th place
-(:func:`nucfuse_datasets.paper.reported`, ``"stain"``). With the option on:
+(:func:`nucfuse_datasets.benchmark.paper.reported`, ``"stain"``). With the option on:
 
-* training patches: :class:`~nucfuse_datasets.stain.StainAugment` with probability ``p`` (0.5) — a random one of the
+* training patches: :class:`~nucfuse_datasets.transforms.stain.StainAugment` with probability ``p`` (0.5) — a random
+  one of the
   references per patch (``train = "random"``, the paper's non-deterministic augmentation) or the Avg-post mean of
   them (``train = "average"``, what the NucFuseRank code's disabled ``stain_norm`` hook does); seeded with
   ``recipe.seed``;
 * validation patches and NucFuse-test tiles (``test = true``): deterministic Avg-post normalisation to the mean of
-  the references (:class:`~nucfuse_datasets.stain.MacenkoNormalizer`), applied before the model's own input
+  the references (:class:`~nucfuse_datasets.transforms.stain.MacenkoNormalizer`), applied before the model's own input
   normalisation. The setting travels in the checkpoint's config, so ``evaluate`` applies it too.
 
 Keys (``--set data.stain.enabled=true`` etc., or a ``[data.stain]`` table in the config file)::
 
     enabled = false          # the option is off by default, as in every run of the paper's ranking
-    references = "monuseg"   # the 7 MoNuSeg training images of nucfuse_datasets.stain.default_references(root),
+    references = "monuseg"   # the 7 MoNuSeg training images of stain.default_references(root),
                              # or the path of a JSON file: a list of StainEstimate dicts (or {"references": [...]})
     train = "random"         # "random" | "average"
     p = 0.5                  # probability of normalising a training patch
@@ -37,7 +38,7 @@ import numpy as np
 
 from examples.common.transforms import Compose
 from nucfuse_datasets.errors import ArgumentError
-from nucfuse_datasets.stain import MacenkoNormalizer, StainAugment, StainEstimate, default_references
+from nucfuse_datasets.transforms.stain import MacenkoNormalizer, StainAugment, StainEstimate, default_references
 
 __all__ = ["STAIN_DEFAULTS", "stain_predict", "stain_settings", "test_normalizer", "train_augment", "with_stain"]
 

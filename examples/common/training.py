@@ -47,7 +47,7 @@ from nucfuse_datasets import NucFuseTrain
 from nucfuse_datasets._version import __version__
 from nucfuse_datasets.errors import ArgumentError
 from nucfuse_datasets.metrics import MetricPolicy
-from nucfuse_datasets.postprocess import hv_watershed, hv_watershed_params
+from nucfuse_datasets.transforms.postprocess import hv_watershed, hv_watershed_params
 
 __all__ = ["METRIC_COLUMNS", "build_datasets", "train", "validate"]
 

@@ -2,7 +2,7 @@
 
 A training transform is ``Compose([<augment>, <targets>, ToTensors(mean, std)])``:
 augmentation on the Sample, then the targets from the augmented instance map
-(:class:`nucfuse_datasets.targets.HoVerNetTargets` or ``NucleusTargets``), then tensors.
+(:class:`nucfuse_datasets.transforms.targets.HoVerNetTargets` or ``NucleusTargets``), then tensors.
 """
 
 from __future__ import annotations

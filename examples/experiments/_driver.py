@@ -3,7 +3,8 @@
 A *run* is one training (``python -m examples.<recipe>.train ...``) followed by one evaluation of its ``best.pt``
 on NucFuse-test (``python -m examples.<recipe>.evaluate ...``). The drivers build the runs of an experiment, print
 them (``--dry-run``) or execute them (in this process, or through ``--launcher``, e.g. ``torchrun``), then collect
-every ``EvaluationReport.to_rows()`` into ``results.csv`` and call :func:`nucfuse_datasets.analysis.render_report`.
+every ``EvaluationReport.to_rows()`` into ``results.csv`` and call
+:func:`nucfuse_datasets.benchmark.analysis.render_report`.
 
 Re-running a driver skips runs whose report exists and resumes trainings that have a ``last.pt``.
 """
@@ -21,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nucfuse_datasets.benchmark.evaluation import LEADERBOARD_METRICS, EvaluationReport
 from nucfuse_datasets.errors import ArgumentError
-from nucfuse_datasets.evaluation import LEADERBOARD_METRICS, EvaluationReport
 
 __all__ = [
     "RECIPES",
@@ -36,6 +37,7 @@ __all__ = [
     "parse_models",
     "print_plan",
     "render",
+    "run_or_plan",
     "shared_args",
     "write_results",
 ]
@@ -197,8 +199,17 @@ def collect(runs: Sequence[Run]) -> list[dict[str, Any]]:
     return rows
 
 
+def run_or_plan(runs: Sequence[Run], args: argparse.Namespace) -> list[dict[str, Any]] | None:
+    """``--dry-run``: print the plan and return ``None``; else execute the runs and return their result rows."""
+    if args.dry_run:
+        print_plan(runs, args.launcher)
+        return None
+    execute(runs, launcher=args.launcher, rerun=args.rerun)
+    return collect(runs)
+
+
 def write_results(rows: Sequence[dict[str, Any]], path: Path) -> Path:
-    """Write result rows as CSV (the format :func:`nucfuse_datasets.analysis.load_results` reads)."""
+    """Write result rows as CSV (the format :func:`nucfuse_datasets.benchmark.analysis.load_results` reads)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(RESULT_COLUMNS), extrasaction="ignore", lineterminator="\n")
@@ -208,8 +219,11 @@ def write_results(rows: Sequence[dict[str, Any]], path: Path) -> Path:
 
 
 def render(rows: Sequence[dict[str, Any]], out: Path, *, plots: bool, ranking: Sequence[str] | None = None) -> Path:
-    """:func:`nucfuse_datasets.analysis.render_report` into ``out`` (figures only when matplotlib is installed)."""
-    from nucfuse_datasets.analysis import render_report
+    """:func:`nucfuse_datasets.benchmark.analysis.render_report` into ``out``.
+
+    Figures only when matplotlib is installed.
+    """
+    from nucfuse_datasets.benchmark.analysis import render_report
 
     if plots:
         try:

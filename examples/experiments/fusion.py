@@ -2,10 +2,10 @@ r"""Experiment 2 of the paper: top-k fusion, k = 1..10.
 
 For every recipe and every k, train on the first k datasets of the ranking fused (NucFuse-train is k = 9),
 evaluate ``best.pt`` on NucFuse-test, collect the scores into ``results.csv`` (train sets ``top1``..``top10``) and
-write ``analysis/analysis.md`` with :func:`nucfuse_datasets.analysis.render_report`. Pass experiment 1's
+write ``analysis/analysis.md`` with :func:`nucfuse_datasets.benchmark.analysis.render_report`. Pass experiment 1's
 ``results.csv`` with ``--singles`` to get the fusion table: ``observed`` top-k scores against the ``expected``
 curve (per test subset the best of the k members' single-dataset scores, averaged over the subsets; see
-:mod:`nucfuse_datasets.analysis.fusion`) and the per-step increments (the paper's Figures 5–7).
+:mod:`nucfuse_datasets.benchmark.analysis.fusion`) and the per-step increments (the paper's Figures 5–7).
 
 Usage (from the repository root)::
 
@@ -26,19 +26,17 @@ from pathlib import Path
 from examples.experiments._driver import (
     Run,
     add_common_arguments,
-    collect,
     entry_list,
-    execute,
     parse_entries,
     parse_models,
-    print_plan,
     render,
+    run_or_plan,
     shared_args,
     write_results,
 )
-from nucfuse_datasets.analysis import load_results
+from nucfuse_datasets.benchmark.analysis import load_results
+from nucfuse_datasets.benchmark.protocol import PAPER_RANKING
 from nucfuse_datasets.errors import ArgumentError
-from nucfuse_datasets.protocol import PAPER_RANKING
 
 __all__ = ["build_runs", "main", "parse_ks"]
 
@@ -88,12 +86,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--test-datasets", help="NucFuse-test subsets (default: the sources)")
     parser.add_argument("--singles", help="experiment 1's results.csv, for the fusion-gain table")
     args = parser.parse_args(argv)
-    runs = build_runs(args)
-    if args.dry_run:
-        print_plan(runs, args.launcher)
+    rows = run_or_plan(build_runs(args), args)
+    if rows is None:
         return 0
-    execute(runs, launcher=args.launcher, rerun=args.rerun)
-    rows = collect(runs)
     out = Path(args.out)
     write_results(rows, out / "results.csv")
     merged = rows + (load_results(args.singles) if args.singles else [])

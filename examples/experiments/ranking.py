@@ -2,7 +2,8 @@ r"""Experiment 1 of the paper: one model per dataset → ranking table and cross
 
 For every recipe and every dataset, train on that dataset alone (its 80 % patches, NucFuse-test tiles excluded),
 evaluate ``best.pt`` on NucFuse-test, collect the per-subset scores into ``results.csv`` and write
-``analysis/analysis.md`` (ranking table, cross-correlation matrix; :func:`nucfuse_datasets.analysis.render_report`)
+``analysis/analysis.md`` (ranking table, cross-correlation matrix;
+:func:`nucfuse_datasets.benchmark.analysis.render_report`)
 plus ``ranking.csv``, ``performance_matrix.csv`` (P) and ``cross_correlation.csv`` (C).
 
 Usage (from the repository root)::
@@ -35,19 +36,17 @@ import numpy as np
 from examples.experiments._driver import (
     Run,
     add_common_arguments,
-    collect,
     entry_list,
-    execute,
     parse_entries,
     parse_models,
-    print_plan,
     render,
+    run_or_plan,
     shared_args,
     write_results,
 )
-from nucfuse_datasets import paper
-from nucfuse_datasets.analysis import cross_correlations, ranking_table
-from nucfuse_datasets.protocol import PAPER_RANKING
+from nucfuse_datasets.benchmark import paper
+from nucfuse_datasets.benchmark.analysis import cross_correlations, ranking_table
+from nucfuse_datasets.benchmark.protocol import PAPER_RANKING
 
 __all__ = ["build_runs", "main"]
 
@@ -145,12 +144,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--stain-references", default="monuseg", help="'monuseg' (7 MoNuSeg organ images) or a JSON of StainEstimates"
     )
     args = parser.parse_args(argv)
-    runs = build_runs(args)
-    if args.dry_run:
-        print_plan(runs, args.launcher)
+    rows = run_or_plan(build_runs(args), args)
+    if rows is None:
         return 0
-    execute(runs, launcher=args.launcher, rerun=args.rerun)
-    rows = collect(runs)
     tags = [t for t, _ in parse_entries(args.datasets)]
     report = analyse(rows, tags, Path(args.out), plots=not args.no_plots, stain=args.stain)
     print(f"results: {Path(args.out) / 'results.csv'}; analysis: {report}")

@@ -23,7 +23,7 @@ the [0, 1] image *before* normalisation (normalisation happens last, in
 **Fix of quirk (b).** The original warped precomputed HV maps without re-orienting them.
 Here the augmentation only moves the instance map; the HV maps (and the 3-class map) are
 computed afterwards from the warped instances by
-:class:`nucfuse_datasets.targets.HoVerNetTargets`.
+:class:`nucfuse_datasets.transforms.targets.HoVerNetTargets`.
 
 The augmented image is stored back as ``uint8`` (rounding error ≤ 1/510).
 
@@ -32,7 +32,7 @@ The augmented image is stored back as ``uint8`` (rounding error ≤ 1/510).
 ``RandomSaturation`` (each p = 1, per-sample parameters, outputs clipped to [0, 1]); the geometric steps are
 torchvision v2 ``RandomAffine`` (one draw per call: on a stacked batch it is one draw per batch, as run) and
 ``RandomHorizontalFlip`` / ``RandomVerticalFlip``, applied to the image and the label maps together through
-:class:`nucfuse_datasets.transforms.TorchVision`.
+:class:`nucfuse_datasets.transforms.adapters.TorchVision`.
 
 :class:`HoVerNeXtAugment` draws everything per sample (a ``Dataset`` transform).
 :class:`HoVerNeXtBatchAugment` reproduces the original's batch granularity: one coin flip and
@@ -51,7 +51,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from nucfuse_datasets.schema import Sample
-from nucfuse_datasets.transforms import TorchVision, finish_sample
+from nucfuse_datasets.transforms.adapters import TorchVision, finish_sample
 
 __all__ = ["HoVerNeXtAugment", "HoVerNeXtBatchAugment"]
 

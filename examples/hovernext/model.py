@@ -121,7 +121,7 @@ class HoVerNeXt(nn.Module):
     recipe uses the defaults.
 
     Input side lengths must be multiples of 32; see
-    :func:`nucfuse_datasets.postprocess.pad_to_multiple`.
+    :func:`nucfuse_datasets.transforms.postprocess.pad_to_multiple`.
     """
 
     def __init__(
@@ -190,7 +190,7 @@ def build_hovernext(pretrained_path: str | Path | None = None, **kwargs: object)
 
 
 def hovernext_infer_fn(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Adapter for ``nucfuse_datasets.postprocess``: ``B×3×H×W`` → ``[σ(NP), H, V]``.
+    """Adapter for ``nucfuse_datasets.transforms.postprocess``: ``B×3×H×W`` → ``[σ(NP), H, V]``.
 
     The 3-class head is not used at inference (``recipes.md`` §2.4). Call ``model.eval()``
     first.

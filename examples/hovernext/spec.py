@@ -14,15 +14,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 from torch.utils.data import default_collate
 
-from examples.common.early_stopping import EarlyStopping
-from examples.common.pretrained import resolve_pretrained
 from examples.common.spec import RecipeSpec
 from examples.common.transforms import Compose, ToTensors
 from examples.hovernext import recipe as hrecipe
@@ -30,7 +26,7 @@ from examples.hovernext.augment import HoVerNeXtAugment, HoVerNeXtBatchAugment
 from examples.hovernext.losses import HoVerNeXtLoss
 from examples.hovernext.model import HoVerNeXt, hovernext_infer_fn
 from nucfuse_datasets.schema import Sample
-from nucfuse_datasets.targets import HoVerNetTargets
+from nucfuse_datasets.transforms.targets import HoVerNetTargets
 from nucfuse_datasets.weights import convnextv2_weights
 
 __all__ = ["SPEC", "BatchAugmentCollate", "HoVerNeXtSpec"]
@@ -51,12 +47,21 @@ class BatchAugmentCollate:
 
 
 class HoVerNeXtSpec(RecipeSpec):
-    """HoVerNeXt as run in NucFuseRank."""
+    """HoVerNeXt as run in NucFuseRank: what differs from the shared runner's defaults."""
 
     name = "hovernext"
     model_label = "HoVerNeXt"
     default_recipe = hrecipe.RECIPE
-    first_epoch = 1
+    first_epoch = 1  # encoder frozen in the 1-based epochs 1..24
+    model_class = HoVerNeXt
+    sequence_keys = ("decoder_channels",)
+    weights = staticmethod(convnextv2_weights)
+    targets = HoVerNetTargets
+    optimizer = staticmethod(hrecipe.make_optimizer)
+    scheduler = staticmethod(hrecipe.make_scheduler)
+    infer = staticmethod(hovernext_infer_fn)
+    stop_when_exceeds = True
+    save_on_tie = False
 
     def default_model_config(self) -> dict[str, Any]:
         return {
@@ -69,26 +74,8 @@ class HoVerNeXtSpec(RecipeSpec):
     def default_train_config(self) -> dict[str, Any]:
         return {"batch_augment": True}
 
-    def build_model(
-        self, model_cfg: Mapping[str, Any], *, load_pretrained: bool = True, root: str | None = None
-    ) -> nn.Module:
-        pretrained = resolve_pretrained(self, model_cfg, root) if load_pretrained else None
-        cfg = {k: v for k, v in model_cfg.items() if k != "pretrained"}
-        if "decoder_channels" in cfg:
-            cfg["decoder_channels"] = tuple(cfg["decoder_channels"])
-        return HoVerNeXt(pretrained_path=pretrained, **cfg)
-
-    def fetch_pretrained(self, folder: Path) -> Path:
-        return convnextv2_weights(folder)
-
     def loss_fn(self, recipe: Any) -> nn.Module:
         return HoVerNeXtLoss(hv_weight=float(getattr(recipe, "hv_weight", 1.0)))
-
-    def infer_fn(self, model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
-        return hovernext_infer_fn(model)
-
-    def _targets(self, recipe: Any) -> Compose:
-        return Compose([HoVerNetTargets(), ToTensors(recipe.mean, recipe.std)])
 
     def train_transform(self, recipe: Any, cfg: Mapping[str, Any]) -> Callable[[Any], Any] | None:
         if cfg["train"].get("batch_augment", True):
@@ -97,32 +84,12 @@ class HoVerNeXtSpec(RecipeSpec):
 
     def train_collate(self, recipe: Any, cfg: Mapping[str, Any]) -> Callable[[list[Any]], Any] | None:
         if cfg["train"].get("batch_augment", True):
-            return BatchAugmentCollate(HoVerNeXtBatchAugment(HoVerNeXtAugment(recipe.augment_p)), self._targets(recipe))
+            augment = HoVerNeXtBatchAugment(HoVerNeXtAugment(recipe.augment_p))
+            return BatchAugmentCollate(augment, self.target_transform(recipe))
         return None
 
-    def val_transform(self, recipe: Any) -> Callable[[Any], Any]:
-        return self._targets(recipe)
-
-    def make_optimizer(self, model: nn.Module, recipe: Any) -> torch.optim.Optimizer:
-        return hrecipe.make_optimizer(model, recipe)
-
-    def make_scheduler(self, optimizer: torch.optim.Optimizer, recipe: Any) -> Any:
-        return hrecipe.make_scheduler(optimizer, recipe)
-
-    def encoder_frozen(self, epoch_index: int, recipe: Any) -> bool:
-        return hrecipe.encoder_frozen(epoch_index + 1, recipe)
-
-    def scheduler_step(self, scheduler: Any, val_pq: float) -> None:
-        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            scheduler.step(val_pq)
-        else:  # recipe.schedule = "cosine"
-            scheduler.step()
-
-    def early_stopping(self, recipe: Any, cfg: Mapping[str, Any], n_sources: int) -> EarlyStopping:
-        patience = int(cfg["train"].get("early_stop_patience") or 0)
-        if patience <= 0:
-            patience = recipe.early_stop_fused if n_sources > 1 else recipe.early_stop_single
-        return EarlyStopping(patience, stop_when_exceeds=True, save_on_tie=False)
+    def patience(self, recipe: Any, n_sources: int) -> int:
+        return int(recipe.early_stop_fused if n_sources > 1 else recipe.early_stop_single)
 
 
 SPEC = HoVerNeXtSpec()

@@ -33,7 +33,7 @@ from nucfuse_datasets.errors import (
 from nucfuse_datasets.io.config import PathLike, resolve_root
 from nucfuse_datasets.io.files import load_npy
 from nucfuse_datasets.schema import Sample, SampleMeta
-from nucfuse_datasets.transforms import as_sample_transform
+from nucfuse_datasets.transforms.adapters import as_sample_transform
 
 __all__ = [
     "EXTRACT_MAX_RATIO",
@@ -63,7 +63,7 @@ class NucleiDataset(Preparation, Dataset[Any]):
         split: a value of ``splits`` or ``"all"``.
         download: download missing sources when the host allows it.
         transforms: callable applied to each Sample in ``__getitem__`` (a class, so it pickles); torchvision v2 and
-            albumentations transforms are wrapped by :func:`nucfuse_datasets.transforms.as_sample_transform`.
+            albumentations transforms are wrapped by :func:`nucfuse_datasets.transforms.adapters.as_sample_transform`.
         progress: show progress bars (``None`` = only on a terminal).
 
     Raises:

@@ -12,9 +12,7 @@ from nucfuse_datasets.errors import (
 )
 from nucfuse_datasets.io.archive import extract_archive
 from nucfuse_datasets.io.download import Resource
-from nucfuse_datasets.io.store import (
-    TMP_PREFIX,
-)
+from nucfuse_datasets.io.prepared import TMP_PREFIX
 
 if TYPE_CHECKING:  # pragma: no cover
     from nucfuse_datasets.datasets._spec import DatasetSpec

@@ -33,7 +33,8 @@ from nucfuse_datasets.datasets._registry import register
 from nucfuse_datasets.errors import ArgumentError, InvalidSourceError
 from nucfuse_datasets.io.download import Resource
 from nucfuse_datasets.io.files import read_image, to_rgb_uint8
-from nucfuse_datasets.io.store import TMP_PREFIX, RawSample, safe_id
+from nucfuse_datasets.io.prepared import TMP_PREFIX
+from nucfuse_datasets.io.store import RawSample, safe_id
 
 __all__ = ["CV_SEED", "CV_SPLITS", "ORGAN_FIXES", "NuInsSeg", "kfold_test_folds", "nuinsseg_folds", "organ_of"]
 

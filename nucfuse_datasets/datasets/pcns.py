@@ -34,7 +34,8 @@ from nucfuse_datasets.datasets._registry import register
 from nucfuse_datasets.errors import InvalidSourceError
 from nucfuse_datasets.io.download import Resource
 from nucfuse_datasets.io.files import read_image, to_rgb_uint8
-from nucfuse_datasets.io.store import TMP_PREFIX, RawSample
+from nucfuse_datasets.io.prepared import TMP_PREFIX
+from nucfuse_datasets.io.store import RawSample
 
 __all__ = ["CANCER_ORGANS", "PCNS", "parse_crosswalk"]
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from nucfuse_datasets.errors import ArgumentError
 from nucfuse_datasets.schema import Sample
-from nucfuse_datasets.stain._macenko import (
+from nucfuse_datasets.transforms.stain._macenko import (
     ALPHA,
     BETA,
     IO,
@@ -87,7 +87,7 @@ class MacenkoNormalizer:
 
     Example:
         >>> import numpy as np
-        >>> from nucfuse_datasets.stain import MacenkoNormalizer
+        >>> from nucfuse_datasets.transforms.stain import MacenkoNormalizer
         >>> def tile(he, seed):
         ...     c = np.random.default_rng(seed).gamma(2.0, 0.3, size=(2, 48 * 48))
         ...     return (240 * np.exp(-(np.array(he) @ c))).T.reshape(48, 48, 3).clip(0, 255).astype(np.uint8)
@@ -136,7 +136,7 @@ class MacenkoNormalizer:
 
         Example:
             >>> import numpy as np
-            >>> from nucfuse_datasets.stain import MacenkoNormalizer, StainEstimate
+            >>> from nucfuse_datasets.transforms.stain import MacenkoNormalizer, StainEstimate
             >>> ref = StainEstimate(np.array([[0.65, 0.07], [0.70, 0.99], [0.29, 0.11]]), np.array([1.9, 1.0]))
             >>> MacenkoNormalizer().fit(ref).max_concentrations.tolist()
             [1.9, 1.0]
@@ -202,7 +202,7 @@ class MacenkoNormalizer:
 
         Example:
             >>> import numpy as np
-            >>> from nucfuse_datasets.stain import MacenkoNormalizer, StainEstimate
+            >>> from nucfuse_datasets.transforms.stain import MacenkoNormalizer, StainEstimate
             >>> ref = StainEstimate(np.array([[0.65, 0.07], [0.70, 0.99], [0.29, 0.11]]), np.array([1.9, 1.0]))
             >>> norm = MacenkoNormalizer().fit(ref)
             >>> norm.normalize(np.full((8, 8, 3), 255, np.uint8), strict=True)
@@ -230,7 +230,7 @@ class MacenkoNormalizer:
         Example:
             >>> import numpy as np
             >>> from nucfuse_datasets.schema import Sample, SampleMeta
-            >>> from nucfuse_datasets.stain import MacenkoNormalizer, StainEstimate
+            >>> from nucfuse_datasets.transforms.stain import MacenkoNormalizer, StainEstimate
             >>> he = np.array([[0.65, 0.07], [0.70, 0.99], [0.29, 0.11]])
             >>> norm = MacenkoNormalizer().fit(StainEstimate(he, np.array([1.9, 1.0])))
             >>> c = np.random.default_rng(0).gamma(2.0, 0.3, size=(2, 32 * 32))
@@ -251,7 +251,7 @@ class MacenkoNormalizer:
 
         Example:
             >>> import numpy as np
-            >>> from nucfuse_datasets.stain import MacenkoNormalizer, StainEstimate
+            >>> from nucfuse_datasets.transforms.stain import MacenkoNormalizer, StainEstimate
             >>> he = np.array([[0.65, 0.07], [0.70, 0.99], [0.29, 0.11]])
             >>> ref = StainEstimate(he, np.array([1.9, 1.0]), source="a")
             >>> d = MacenkoNormalizer().fit(ref).to_dict()
@@ -309,12 +309,12 @@ class MacenkoNormalizer:
             refresh: re-fit the references instead of reading the cached JSON.
 
         Example:
-            >>> from nucfuse_datasets.stain import MacenkoNormalizer
+            >>> from nucfuse_datasets.transforms.stain import MacenkoNormalizer
             >>> norm = MacenkoNormalizer.from_monuseg()  # doctest: +SKIP
             >>> len(norm.references)  # doctest: +SKIP
             7
         """
-        from nucfuse_datasets.stain._references import default_references
+        from nucfuse_datasets.transforms.stain._references import default_references
 
         refs = default_references(root, io=io, alpha=alpha, beta=beta, refresh=refresh)
         return cls(io=io, alpha=alpha, beta=beta).fit(refs)

@@ -69,7 +69,7 @@ class StainEstimate:
 
     Example:
         >>> import numpy as np
-        >>> from nucfuse_datasets.stain import StainEstimate
+        >>> from nucfuse_datasets.transforms.stain import StainEstimate
         >>> e = StainEstimate(np.array([[0.65, 0.07], [0.70, 0.99], [0.29, 0.11]]), np.array([1.9, 1.0]))
         >>> StainEstimate.from_dict(e.to_dict()).max_concentrations.tolist()
         [1.9, 1.0]
@@ -292,7 +292,7 @@ def estimate_stains(
 
     Example:
         >>> import numpy as np
-        >>> from nucfuse_datasets.stain import estimate_stains
+        >>> from nucfuse_datasets.transforms.stain import estimate_stains
         >>> rng = np.random.default_rng(0)
         >>> he = np.array([[0.65, 0.07], [0.70, 0.99], [0.29, 0.11]])  # H and E optical densities
         >>> conc = rng.gamma(2.0, 0.3, size=(2, 64 * 64))

@@ -305,7 +305,7 @@ def as_sample_transform(transform: Any) -> Any:
         raise ArgumentError(
             f"{transform!r} is a torchvision.transforms (v1) transform: it cannot move a Sample's instance map "
             "with its image. Use the same op from torchvision.transforms.v2 (wrapped automatically, or explicitly "
-            "with nucfuse_datasets.transforms.TorchVision)"
+            "with nucfuse_datasets.transforms.adapters.TorchVision)"
         )
     if not callable(transform):
         raise ArgumentError(f"transforms must be callable (Sample -> Any), got {type(transform).__name__}")

@@ -1,6 +1,6 @@
 """The evaluation report: per-image counts, per-subset and overall scores, and their files.
 
-Built by :func:`nucfuse_datasets.evaluation.evaluate` and ``evaluate_folder``; re-exported there.
+Built by :func:`nucfuse_datasets.benchmark.evaluation.evaluate` and ``evaluate_folder``; re-exported there.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from nucfuse_datasets.io.files import atomic_write
 from nucfuse_datasets.metrics import MetricPolicy, PairResult, aggregate
 
 if TYPE_CHECKING:  # pragma: no cover
-    from nucfuse_datasets.composite import NucFuseTest
+    from nucfuse_datasets.benchmark.composite import NucFuseTest
 
 __all__ = ["LEADERBOARD_METRICS", "EvaluationReport"]
 
@@ -137,7 +137,7 @@ class EvaluationReport:
         return "\n".join(lines) + "\n"
 
     def to_rows(self, scale: float = 100.0) -> list[dict[str, Any]]:
-        """Result rows for :mod:`nucfuse_datasets.analysis` (model, train_set, test_subset, metrics ×100)."""
+        """Result rows for :mod:`nucfuse_datasets.benchmark.analysis` (model, train_set, test_subset, metrics ×100)."""
         model = self.meta.get("model") or "model"
         train_set = self.meta.get("train_set") or "unknown"
         return [

@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from nucfuse_datasets import paper
 from nucfuse_datasets._registry import PAPER_RANKING
+from nucfuse_datasets.benchmark import paper
 from nucfuse_datasets.errors import ArgumentError
 
 __all__ = [
@@ -58,7 +58,7 @@ KFOLD_SEED = 42
 SELECTION_SEED = (2601, 20104)
 
 #: Table 2 of the paper: PQ (×100) on NucFuse-test of HoVerNeXt / CellViT trained on one dataset. A view of
-#: :func:`nucfuse_datasets.paper.table2`, kept for existing code.
+#: :func:`nucfuse_datasets.benchmark.paper.table2`, kept for existing code.
 PAPER_TABLE2_PQ: dict[str, tuple[float, float]] = {
     d: (pq[d, "HoVerNeXt"], pq[d, "CellViT"])
     for pq in [{(r.dataset, r.model): r.pq for r in paper.table2()}]
@@ -154,7 +154,7 @@ def ids_hash(ids: Sequence[str]) -> str:
 
 @cache
 def _shipped() -> dict[str, Any]:
-    text = resources.files("nucfuse_datasets").joinpath("splits/nucfuse_test.json").read_text()
+    text = resources.files("nucfuse_datasets.benchmark").joinpath("splits/nucfuse_test.json").read_text()
     return json.loads(text)
 
 

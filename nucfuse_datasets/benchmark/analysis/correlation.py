@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from nucfuse_datasets._registry import PAPER_RANKING
-from nucfuse_datasets.analysis._rows import Row, models_of, value
+from nucfuse_datasets.benchmark.analysis._rows import Row, models_of, value
 from nucfuse_datasets.errors import ArgumentError
 
 __all__ = ["FORMULAS", "cross_correlation", "cross_correlations", "top_training_sets"]
@@ -85,7 +85,7 @@ def cross_correlation(
         metric: the metric column.
         model: the model; may be left out when the rows hold one model.
         formula: ``"relative"`` (default, ``P[i, j] / P[j, j]``) or ``"as_written"``
-            (``(P[i, j] + P[j, i]) / (2 · P[i, j])``); see :mod:`nucfuse_datasets.analysis.correlation`.
+            (``(P[i, j] + P[j, i]) / (2 · P[i, j])``); see :mod:`nucfuse_datasets.benchmark.analysis.correlation`.
         average_models: with ``model=None`` and several models, average ``P`` over the models before computing
             ``C`` (not what the paper draws; an explicit choice).
 

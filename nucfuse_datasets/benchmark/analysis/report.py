@@ -7,10 +7,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from nucfuse_datasets.analysis._rows import Row
-from nucfuse_datasets.analysis.correlation import cross_correlations, top_training_sets
-from nucfuse_datasets.analysis.fusion import fusion_gain
-from nucfuse_datasets.analysis.ranking import ranking_table
+from nucfuse_datasets.benchmark.analysis._rows import Row
+from nucfuse_datasets.benchmark.analysis.correlation import cross_correlations, top_training_sets
+from nucfuse_datasets.benchmark.analysis.fusion import fusion_gain
+from nucfuse_datasets.benchmark.analysis.ranking import ranking_table
 from nucfuse_datasets.io.config import PathLike
 
 __all__ = ["render_report"]
@@ -43,7 +43,7 @@ def render_report(
     ``ranking`` is the order the ``top<k>`` runs took their datasets from (default: the paper's ranking).
 
     With ``plots`` (needs matplotlib, the ``plot`` extra) the figures of
-    :func:`nucfuse_datasets.analysis.figures.result_figures` are written next to it, with the paper's values
+    :func:`nucfuse_datasets.benchmark.analysis.figures.result_figures` are written next to it, with the paper's values
     overlaid where the rows have the same cells.
 
     Example:
@@ -71,7 +71,7 @@ def render_report(
         parts += ["## Top-k fusion (expected: best member per test subset)", "", _markdown(gains)]
     (out / "analysis.md").write_text("\n".join(parts))
     if plots:
-        from nucfuse_datasets.analysis.figures import result_figures
+        from nucfuse_datasets.benchmark.analysis.figures import result_figures
 
         result_figures(rows, out, metric=metric, ranking=ranking)
     return out / "analysis.md"

@@ -29,9 +29,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from nucfuse_datasets._evaluation_report import LEADERBOARD_METRICS, EvaluationReport, _meta
 from nucfuse_datasets._labelmap import check_label_map
 from nucfuse_datasets._version import __version__
+from nucfuse_datasets.benchmark._evaluation_report import LEADERBOARD_METRICS, EvaluationReport, _meta
 from nucfuse_datasets.errors import (
     ArgumentError,
     BinaryMaskWarning,
@@ -45,7 +45,7 @@ from nucfuse_datasets.io.files import load_npy, read_label_image, save_npy, writ
 from nucfuse_datasets.metrics import MetricPolicy, PairResult
 
 if TYPE_CHECKING:  # pragma: no cover
-    from nucfuse_datasets.composite import NucFuseTest
+    from nucfuse_datasets.benchmark.composite import NucFuseTest
 
 __all__ = [
     "LEADERBOARD_METRICS",

@@ -26,7 +26,7 @@ identical (including for the fork's row/column bound bug, which only affects the
 
 Example:
     >>> import numpy as np
-    >>> from nucfuse_datasets.targets import hv_maps
+    >>> from nucfuse_datasets.transforms.targets import hv_maps
     >>> inst = np.zeros((5, 7), np.int32)
     >>> inst[1:4, 1:6] = 1
     >>> [round(float(v), 3) for v in hv_maps(inst)[0, 2, 1:6]]

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from nucfuse_datasets._registry import PAPER_RANKING
-from nucfuse_datasets.analysis._rows import Row, models_of, value
+from nucfuse_datasets.benchmark.analysis._rows import Row, models_of, value
 from nucfuse_datasets.errors import ArgumentError
 
 __all__ = ["EXPECTED", "fusion_gain"]
@@ -88,7 +88,7 @@ def fusion_gain(
         test_subset: ``"overall"`` (NucFuse-test) or one subset.
         ranking: the order the top k are taken from (default: the paper's ranking).
         expected: ``"per_subset"`` (default, the paper's) or ``"overall_max"``; see
-            :mod:`nucfuse_datasets.analysis.fusion`.
+            :mod:`nucfuse_datasets.benchmark.analysis.fusion`.
         subsets: the test subsets to aggregate over (default: those of the first dataset's single-dataset rows).
         subset_weights: weights of the subsets in the aggregate (default: equal, as for 14 tiles per subset).
 

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from nucfuse_datasets._registry import PAPER_RANKING
-from nucfuse_datasets.analysis._rows import Row, models_of, rank, value
+from nucfuse_datasets.benchmark.analysis._rows import Row, models_of, rank, value
 
 __all__ = ["ranking_table"]
 
@@ -34,7 +34,7 @@ def ranking_table(
     Training sets named ``top<k>`` (fusions) are left out unless ``train_sets`` names them.
 
     Example:
-        >>> from nucfuse_datasets import paper
+        >>> from nucfuse_datasets.benchmark import paper
         >>> table = ranking_table(paper.result_rows(2))
         >>> [(r["train_set"], r["rank"], r["mean_of_model_ranks"]) for r in table[:2]]
         [('pcns', 1.0, 1.5), ('puma', 2.0, 2.0)]

@@ -1,6 +1,7 @@
 """The paper's figures as PNG files: from its own tables, and from a user's result rows with its values overlaid.
 
-* :func:`paper_figures` — from the paper's data (:mod:`nucfuse_datasets.paper`): ``table2.png`` (Table 2 as ranking
+* :func:`paper_figures` — from the paper's data (:mod:`nucfuse_datasets.benchmark.paper`): ``table2.png`` (Table 2 as
+  ranking
   bars, one panel per model, datasets in that model's PQ-rank order) and ``table3.png`` (Table 3 as grouped bars).
   With ``rows``, the user's values of the same cells are drawn as black markers.
 * :func:`result_figures` — from the user's result rows: ``ranking.png`` (Table 2 style), ``breakdown.png``
@@ -27,9 +28,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from nucfuse_datasets import paper
 from nucfuse_datasets._registry import PAPER_RANKING
-from nucfuse_datasets.analysis import (
+from nucfuse_datasets.benchmark import paper
+from nucfuse_datasets.benchmark.analysis import (
     cross_correlations,
     fusion_gain,
     plot_cross_correlation,
@@ -41,8 +42,8 @@ from nucfuse_datasets.analysis import (
     ranking_table,
     top_training_sets,
 )
-from nucfuse_datasets.analysis._plots import _pyplot
-from nucfuse_datasets.analysis._rows import Row, models_of, value
+from nucfuse_datasets.benchmark.analysis._plots import _pyplot
+from nucfuse_datasets.benchmark.analysis._rows import Row, models_of, value
 from nucfuse_datasets.errors import ArgumentError
 from nucfuse_datasets.io.config import PathLike
 

@@ -12,254 +12,46 @@ Example:
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from torch.utils.data import Dataset
 
-from nucfuse_datasets._registry import PAPER_RANKING, get_dataset_class
-from nucfuse_datasets.datasets._base import NucleiDataset
-from nucfuse_datasets.errors import (
-    ArgumentError,
-    DatasetNotFoundError,
-    NucFuseError,
-    NucFuseWarning,
-    TestSetMismatchError,
-)
-from nucfuse_datasets.io.config import PathLike, resolve_root
-from nucfuse_datasets.io.store import relabel_sequential
-from nucfuse_datasets.protocol import (
+from nucfuse_datasets._registry import PAPER_RANKING
+from nucfuse_datasets.benchmark.protocol import (
     DEFAULT_K,
-    MIN_TEST_SIZE,
     PATCH_SIZE,
-    TEST_TILES_PER_DATASET,
     ids_hash,
     kfold_split,
     patch_grid,
-    pinned_test_ids,
-    select_ids,
     top_k,
 )
+from nucfuse_datasets.benchmark.selection import (
+    AVAILABLE,
+    TRAIN_ONLY,
+    DatasetsArg,
+    TestSelection,
+    Transform,
+    _resolve_parts,
+    _select,
+    _with_subset,
+    available_datasets,
+    select_test_tiles,
+)
+from nucfuse_datasets.datasets._base import NucleiDataset
+from nucfuse_datasets.errors import (
+    ArgumentError,
+)
+from nucfuse_datasets.io.config import PathLike
+from nucfuse_datasets.io.store import relabel_sequential
 from nucfuse_datasets.schema import Sample
-from nucfuse_datasets.transforms import as_sample_transform
+from nucfuse_datasets.transforms.adapters import as_sample_transform
 
 if TYPE_CHECKING:  # pragma: no cover
-    from nucfuse_datasets.evaluation import EvaluationReport
+    from nucfuse_datasets.benchmark.evaluation import EvaluationReport
 
 __all__ = ["AVAILABLE", "NucFuseTest", "NucFuseTrain", "TestSelection", "available_datasets", "select_test_tiles"]
-
-DatasetSpec = str | NucleiDataset
-DatasetsArg = Sequence[DatasetSpec] | Mapping[str, DatasetSpec] | str | None
-
-#: ``datasets=AVAILABLE``: only the datasets that are prepared (or whose native files are all present) under root.
-AVAILABLE = "available"
-
-#: Appended to missing-dataset and pinned-id errors of the composites.
-AVAILABLE_HINT = (
-    "To work with the datasets you have, pass datasets='available' (CLI: --datasets available); add "
-    "test_ids='rule' (CLI: --test-ids rule) when your copies lack tiles of the pinned NucFuse-test lists."
-)
-Transform = Callable[[Sample], Any]
-
-
-class SmallTestSetWarning(NucFuseWarning):
-    """A dataset has fewer eligible test tiles than the protocol's 14."""
-
-
-@dataclass(frozen=True)
-class TestSelection:
-    """The NucFuse-test tiles chosen from one dataset.
-
-    Attributes:
-        subset: the subset tag (the dataset name unless renamed).
-        indices: indices into the dataset (split ``"all"``).
-        ids: the chosen sample ids, sorted.
-        source: ``"pinned"`` (shipped id list) or ``"rule"`` (computed from local data by the selection rule);
-            ``"none"`` for a dataset outside NucFuse-test (PanNuke in ``NucFuseTrain``: no tile is held out).
-        pool: where the tiles were drawn from (``"test split"`` or ``"whole dataset"``).
-        n_eligible: number of eligible candidate tiles.
-    """
-
-    __test__ = False  # not a pytest test class
-
-    subset: str
-    indices: tuple[int, ...]
-    ids: tuple[str, ...]
-    source: str
-    pool: str
-    n_eligible: int
-
-    @property
-    def sha256(self) -> str:
-        """Hash of the id list (:func:`nucfuse_datasets.protocol.ids_hash`)."""
-        return ids_hash(self.ids)
-
-
-def _eligible(ds: NucleiDataset) -> tuple[list[int], str]:
-    pool = "test split" if ds.test_split else "whole dataset"
-    out = []
-    for i in range(len(ds)):
-        meta = ds.meta(i)
-        if ds.test_split and meta.split != ds.test_split:
-            continue
-        h, w = ds.tile_shape(i)
-        if h < MIN_TEST_SIZE or w < MIN_TEST_SIZE:
-            continue
-        if meta.extra.get("has_macrophage"):
-            continue
-        out.append(i)
-    return out, pool
-
-
-def select_test_tiles(subset: str, ds: NucleiDataset, test_ids: str = "pinned") -> TestSelection:
-    """Choose the NucFuse-test tiles of one dataset (see :mod:`nucfuse_datasets.protocol`).
-
-    Args:
-        subset: subset tag; pinned lists apply when it equals the dataset's name.
-        ds: the dataset, split ``"all"``.
-        test_ids: ``"pinned"`` to use the shipped id list where there is one (else the rule), ``"rule"`` to always
-            compute the selection from the local data.
-
-    Raises:
-        TestSetMismatchError: a pinned id is missing from the local data.
-
-    Example:
-        >>> import nucfuse_datasets as nf
-        >>> ds = nf.get_dataset("synthetic", root=getfixture("tmp_path"), n_tiles=16)
-        >>> sel = select_test_tiles("synthetic", ds)
-        >>> sel.source, sel.pool, sel.n_eligible, len(sel.ids)
-        ('rule', 'whole dataset', 16, 14)
-    """
-    if test_ids not in ("pinned", "rule"):
-        raise ArgumentError(f"test_ids must be 'pinned' or 'rule', got {test_ids!r}")
-    eligible, pool = _eligible(ds)
-    pinned = pinned_test_ids(ds.name) if (test_ids == "pinned" and subset == ds.name) else None
-    if pinned is not None:
-        present = set(ds.sample_ids)
-        missing = [i for i in pinned if i not in present]
-        if missing:
-            raise TestSetMismatchError(
-                f"{ds.store_path}: {len(missing)} of the {len(pinned)} shipped NucFuse-test tiles of {ds.name} are "
-                f"not in the local data (e.g. {missing[:3]}); the local copy differs from the reference one. Prepare "
-                "the complete dataset, or pass test_ids='rule' (CLI: --test-ids rule) to select tiles from what is "
-                "present."
-            )
-        indices = tuple(ds.index_of(i) for i in pinned)
-        return TestSelection(subset, indices, tuple(pinned), "pinned", pool, len(eligible))
-    ids = select_ids(subset, [ds.sample_ids[i] for i in eligible])
-    if len(ids) < TEST_TILES_PER_DATASET:
-        warnings.warn(
-            SmallTestSetWarning(
-                f"{subset}: only {len(ids)} tiles of at least {MIN_TEST_SIZE}×{MIN_TEST_SIZE} are eligible "
-                f"for NucFuse-test (the protocol takes {TEST_TILES_PER_DATASET})"
-            ),
-            stacklevel=2,
-        )
-    indices = tuple(ds.index_of(i) for i in ids)
-    return TestSelection(subset, indices, tuple(ids), "rule", pool, len(eligible))
-
-
-def available_datasets(
-    root: PathLike | None = None,
-    names: Sequence[str] = PAPER_RANKING,
-    dataset_options: Mapping[str, Mapping[str, Any]] | None = None,
-) -> list[str]:
-    """The datasets among ``names`` that are prepared under ``root``, or whose native files are all there.
-
-    Nothing is prepared, downloaded or written; a dataset whose sources are present is prepared when a composite
-    (or ``get_dataset``) first opens it.
-
-    Example:
-        >>> root = getfixture("tmp_path")
-        >>> available_datasets(root)  # an empty root
-        []
-        >>> import nucfuse_datasets as nf
-        >>> _ = nf.get_dataset("synthetic", root=root, n_tiles=4)
-        >>> available_datasets(root, ["monuseg", "synthetic"], {"synthetic": {"n_tiles": 4}})
-        ['synthetic']
-    """
-    options = dict(dataset_options or {})
-    out = []
-    for name in names:
-        cls = get_dataset_class(name)
-        try:
-            ds = cls.deferred(root, split="all", **dict(options.get(name, options.get(cls.name, {}))))
-            if ds._current_store() is None:
-                ds._locate_sources(download=False)  # raises when a needed source is missing
-        except NucFuseError:
-            continue
-        if cls.resources or ds._current_store() is not None:  # generated datasets count once prepared
-            out.append(name)
-    return out
-
-
-def _resolve_parts(
-    datasets: DatasetsArg,
-    default: Sequence[str],
-    root: PathLike | None,
-    download: bool,
-    dataset_options: Mapping[str, Mapping[str, Any]] | None,
-    progress: bool | None,
-) -> list[tuple[str, NucleiDataset]]:
-    if datasets is None:
-        items: list[tuple[str, DatasetSpec]] = [(n, n) for n in default]
-    elif isinstance(datasets, str) and datasets == AVAILABLE:
-        items = [(n, n) for n in available_datasets(root, default, dataset_options)]
-        if not items:
-            raise DatasetNotFoundError(
-                f"datasets='available': none of {', '.join(default)} is prepared or has its native files under "
-                f"{resolve_root(root)}. Put a dataset's files into <root>/<name>/ (see `nucfuse info NAME`), or run "
-                "`nucfuse download NAME` for one that downloads automatically."
-            )
-    elif isinstance(datasets, Mapping):
-        items = list(datasets.items())
-    elif isinstance(datasets, str | NucleiDataset):
-        raise ArgumentError(
-            "datasets must be a list (or a mapping tag -> dataset, or 'available'), not a single dataset"
-        )
-    else:
-        items = [(d if isinstance(d, str) else d.name, d) for d in datasets]
-    tags = [t for t, _ in items]
-    if len(set(tags)) != len(tags):
-        raise ArgumentError(f"duplicate subset tags {tags}; pass a mapping tag -> dataset to rename")
-    if not items:
-        raise ArgumentError("no datasets given")
-    options = dict(dataset_options or {})
-    parts = []
-    for tag, spec in items:
-        if isinstance(spec, NucleiDataset):
-            if spec.split != "all":
-                raise ArgumentError(f"{tag}: pass the dataset with split='all' (NucFuse draws from every split)")
-            parts.append((tag, spec))
-            continue
-        cls = get_dataset_class(spec)
-        kwargs = dict(options.get(tag, options.get(cls.name, {})))
-        try:
-            ds = cls(root=root, split="all", download=download, progress=progress, **kwargs)
-        except DatasetNotFoundError as exc:
-            raise type(exc)(f"{exc}\n{AVAILABLE_HINT}") from None
-        parts.append((tag, ds))
-    return parts
-
-
-#: Datasets that are not NucFuse-test members: ``NucFuseTrain`` keeps all their tiles. The paper trains on PanNuke's
-#: training data (Table 1: 6,320 patches, the 80 % KFold share of its 7,901 tiles) and never tests on it.
-TRAIN_ONLY = frozenset({"pannuke"})
-
-
-def _select(tag: str, ds: NucleiDataset, test_ids: str) -> TestSelection:
-    try:
-        return select_test_tiles(tag, ds, test_ids)
-    except TestSetMismatchError as exc:
-        raise TestSetMismatchError(f"{exc}\n{AVAILABLE_HINT}") from None
-
-
-def _with_subset(sample: Sample, subset: str, **extra: Any) -> Sample:
-    meta = sample.meta.model_copy(update={"extra": {**sample.meta.extra, "subset": subset, **extra}})
-    return Sample.model_construct(**{**{k: getattr(sample, k) for k in Sample.model_fields}, "meta": meta})
 
 
 class NucFuseTest(Dataset[Any]):
@@ -349,21 +141,21 @@ class NucFuseTest(Dataset[Any]):
     def evaluate(self, predict_fn: Callable[[np.ndarray], Any], **kwargs: Any) -> EvaluationReport:
         """Score ``predict_fn`` (RGB uint8 H×W×3 → integer instance map H×W) on every tile.
 
-        See :func:`nucfuse_datasets.evaluation.evaluate` for the options.
+        See :func:`nucfuse_datasets.benchmark.evaluation.evaluate` for the options.
         """
-        from nucfuse_datasets.evaluation import evaluate
+        from nucfuse_datasets.benchmark.evaluation import evaluate
 
         return evaluate(self, predict_fn, **kwargs)
 
     def evaluate_predictions(self, folder: PathLike, **kwargs: Any) -> EvaluationReport:
         """Score saved predictions (``<subset>__<sample_id>.npy|.tif|.png`` in ``folder``)."""
-        from nucfuse_datasets.evaluation import evaluate_folder
+        from nucfuse_datasets.benchmark.evaluation import evaluate_folder
 
         return evaluate_folder(self, folder, **kwargs)
 
     def export(self, folder: PathLike) -> list[str]:
         """Write every tile as ``<subset>__<sample_id>.tif`` + ``.npy`` (the authors' BigTestFolder layout)."""
-        from nucfuse_datasets.evaluation import export_test_set
+        from nucfuse_datasets.benchmark.evaluation import export_test_set
 
         return export_test_set(self, folder)
 
@@ -394,7 +186,7 @@ class NucFuseTrain(Dataset[Any]):
         download: download missing sources.
         group_by_tile: split by source tile instead of by patch.
         keep_classes: keep the source classes instead of merging them.
-        exclude_cases: TCGA case ids whose tiles are dropped (see :mod:`nucfuse_datasets.leakage`).
+        exclude_cases: TCGA case ids whose tiles are dropped (see :mod:`nucfuse_datasets.benchmark.leakage`).
         test_ids: ``"pinned"`` or ``"rule"`` (which tiles count as NucFuse-test; see :class:`NucFuseTest`).
         dataset_options: per-dataset constructor options, keyed by tag or name.
         patch_size: patch side (256 in the paper).
@@ -558,6 +350,6 @@ class NucFuseTrain(Dataset[Any]):
 
 
 def _case_of(ds: NucleiDataset, idx: int) -> str | None:
-    from nucfuse_datasets.leakage import tcga_case
+    from nucfuse_datasets.benchmark.leakage import tcga_case
 
     return tcga_case(ds.meta(idx))

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from nucfuse_datasets.schema import SampleMeta
 
 if TYPE_CHECKING:  # pragma: no cover
-    from nucfuse_datasets.composite import NucFuseTest, NucFuseTrain
+    from nucfuse_datasets.benchmark.composite import NucFuseTest, NucFuseTrain
     from nucfuse_datasets.datasets._base import NucleiDataset
 
 __all__ = ["LeakageReport", "audit", "leaking_cases", "tcga_case"]

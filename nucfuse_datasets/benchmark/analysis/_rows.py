@@ -38,7 +38,7 @@ def load_results(path: PathLike) -> list[dict[str, Any]]:
     path = Path(path)
     rows: list[dict[str, Any]] = []
     if path.is_dir():
-        from nucfuse_datasets.evaluation import EvaluationReport
+        from nucfuse_datasets.benchmark.evaluation import EvaluationReport
 
         for f in sorted(path.glob("*.json")):
             rows += EvaluationReport.from_json(f.read_text()).to_rows()
@@ -48,7 +48,7 @@ def load_results(path: PathLike) -> list[dict[str, Any]]:
         except json.JSONDecodeError as exc:
             raise InvalidSourceError(f"{path}: not valid JSON ({exc})") from None
         if isinstance(data, dict) and "per_image" in data:
-            from nucfuse_datasets.evaluation import EvaluationReport
+            from nucfuse_datasets.benchmark.evaluation import EvaluationReport
 
             rows = EvaluationReport.from_json(path.read_text()).to_rows()
         elif isinstance(data, list):

@@ -18,7 +18,7 @@ cannot be estimated (blank, near-white, tiny or single-stain tiles).
 
 Example:
     >>> import numpy as np
-    >>> from nucfuse_datasets.stain import MacenkoNormalizer, StainEstimate
+    >>> from nucfuse_datasets.transforms.stain import MacenkoNormalizer, StainEstimate
     >>> target = StainEstimate(np.array([[0.65, 0.07], [0.70, 0.99], [0.29, 0.11]]), np.array([1.9, 1.0]))
     >>> norm = MacenkoNormalizer().fit(target)
     >>> c = np.random.default_rng(0).gamma(2.0, 0.3, size=(2, 32 * 32))
@@ -30,8 +30,8 @@ Example:
 
 from __future__ import annotations
 
-from nucfuse_datasets.stain._augment import StainAugment
-from nucfuse_datasets.stain._macenko import (
+from nucfuse_datasets.transforms.stain._augment import StainAugment
+from nucfuse_datasets.transforms.stain._macenko import (
     ALPHA,
     BETA,
     IO,
@@ -43,8 +43,8 @@ from nucfuse_datasets.stain._macenko import (
     StainFallbackWarning,
     estimate_stains,
 )
-from nucfuse_datasets.stain._normalizer import MacenkoNormalizer
-from nucfuse_datasets.stain._references import DEFAULT_ORGANS, cache_path, default_references, fit_references
+from nucfuse_datasets.transforms.stain._normalizer import MacenkoNormalizer
+from nucfuse_datasets.transforms.stain._references import DEFAULT_ORGANS, cache_path, default_references, fit_references
 
 __all__ = [
     "ALPHA",

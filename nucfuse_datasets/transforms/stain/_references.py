@@ -12,7 +12,7 @@ from nucfuse_datasets._registry import get_dataset
 from nucfuse_datasets.errors import ArgumentError, NucFuseWarning
 from nucfuse_datasets.io.config import PathLike, resolve_root
 from nucfuse_datasets.io.files import atomic_write_json
-from nucfuse_datasets.stain._macenko import ALPHA, BETA, IO, StainEstimate, StainEstimationError, analyse
+from nucfuse_datasets.transforms.stain._macenko import ALPHA, BETA, IO, StainEstimate, StainEstimationError, analyse
 
 __all__ = ["CACHE_FILE", "DEFAULT_ORGANS", "cache_path", "default_references", "fit_references"]
 
@@ -32,7 +32,7 @@ def cache_path(root: PathLike | None = None) -> Path:
     """Where :func:`default_references` caches its estimates: ``<root>/stain/macenko-monuseg-train.json``.
 
     Example:
-        >>> from nucfuse_datasets.stain import cache_path
+        >>> from nucfuse_datasets.transforms.stain import cache_path
         >>> cache_path("/data").as_posix()
         '/data/stain/macenko-monuseg-train.json'
     """
@@ -79,7 +79,7 @@ def fit_references(
     Example:
         >>> import numpy as np
         >>> from nucfuse_datasets.schema import Sample, SampleMeta
-        >>> from nucfuse_datasets.stain import fit_references
+        >>> from nucfuse_datasets.transforms.stain import fit_references
         >>> he = np.array([[0.65, 0.07], [0.70, 0.99], [0.29, 0.11]])
         >>> def sample(sid, organ, seed):
         ...     c = np.random.default_rng(seed).gamma(2.0, 0.3, size=(2, 32 * 32))
@@ -170,7 +170,7 @@ def default_references(
         StainEstimationError: an organ has no usable training image.
 
     Example:
-        >>> from nucfuse_datasets.stain import default_references
+        >>> from nucfuse_datasets.transforms.stain import default_references
         >>> refs = default_references()  # doctest: +SKIP
         >>> [r.source[:12] for r in refs]  # doctest: +SKIP
         ['TCGA-A7-A13E', 'TCGA-B0-5698', 'TCGA-18-5592', 'TCGA-CH-5767', 'TCGA-DK-A2I6', 'TCGA-AY-A8YK', 'TCGA-KB-A93J']

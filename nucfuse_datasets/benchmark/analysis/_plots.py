@@ -99,7 +99,7 @@ def plot_grouped_bars(
 def plot_ranking(
     table: Sequence[Mapping[str, Any]], metric: str = "pq", paper: Mapping[str, Mapping[str, float]] | None = None
 ) -> Any:
-    """Bars of a :func:`~nucfuse_datasets.analysis.ranking_table` (one bar per model, datasets in rank order).
+    """Bars of a :func:`~nucfuse_datasets.benchmark.analysis.ranking_table` (one bar per model, datasets in rank order).
 
     Args:
         table: the ranking table.
@@ -107,7 +107,7 @@ def plot_ranking(
         paper: ``{model: {train_set: value}}`` drawn as markers (e.g. the paper's Table 2).
 
     Example:
-        >>> from nucfuse_datasets.analysis import ranking_table
+        >>> from nucfuse_datasets.benchmark.analysis import ranking_table
         >>> rows = [{"model": "m", "train_set": d, "test_subset": "overall", "pq": v}
         ...         for d, v in (("pcns", 55.0), ("puma", 54.0))]
         >>> len(plot_ranking(ranking_table(rows)).axes)
@@ -162,7 +162,7 @@ def plot_top_training_sets(
     """Figure 4: per test subset (rows) the top training datasets (columns) marked 1, 2, 3, coloured by score.
 
     Args:
-        top: rows of :func:`~nucfuse_datasets.analysis.top_training_sets` for one model.
+        top: rows of :func:`~nucfuse_datasets.benchmark.analysis.top_training_sets` for one model.
         names: the datasets, in axis order.
         metric: the metric key of the rows.
         title: the figure title.
@@ -202,7 +202,7 @@ def plot_fusion_gain(
     """Figures 5–6: observed and expected score of top-k fusion against k, one line pair per model.
 
     Args:
-        gains: rows of :func:`~nucfuse_datasets.analysis.fusion_gain`.
+        gains: rows of :func:`~nucfuse_datasets.benchmark.analysis.fusion_gain`.
         metric: the metric's name for the axis label.
         paper: ``{model: {k: value}}`` drawn as markers (the paper's reported observed values).
 

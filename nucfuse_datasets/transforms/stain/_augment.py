@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from nucfuse_datasets.errors import ArgumentError
-from nucfuse_datasets.stain._macenko import (
+from nucfuse_datasets.transforms.stain._macenko import (
     ALPHA,
     BETA,
     IO,
@@ -25,7 +25,7 @@ from nucfuse_datasets.stain._macenko import (
     check_rgb,
     reconstruct,
 )
-from nucfuse_datasets.stain._normalizer import MacenkoNormalizer, as_estimates
+from nucfuse_datasets.transforms.stain._normalizer import MacenkoNormalizer, as_estimates
 
 if TYPE_CHECKING:  # pragma: no cover
     from nucfuse_datasets.io.config import PathLike
@@ -83,7 +83,7 @@ class StainAugment:
 
     Example:
         >>> import numpy as np
-        >>> from nucfuse_datasets.stain import StainAugment
+        >>> from nucfuse_datasets.transforms.stain import StainAugment
         >>> def tile(he, seed):
         ...     c = np.random.default_rng(seed).gamma(2.0, 0.3, size=(2, 48 * 48))
         ...     return (240 * np.exp(-(np.array(he) @ c))).T.reshape(48, 48, 3).clip(0, 255).astype(np.uint8)
@@ -184,7 +184,7 @@ class StainAugment:
 
         Example:
             >>> import numpy as np
-            >>> from nucfuse_datasets.stain import StainAugment, StainEstimate
+            >>> from nucfuse_datasets.transforms.stain import StainAugment, StainEstimate
             >>> target = StainEstimate(np.array([[0.65, 0.07], [0.70, 0.99], [0.29, 0.11]]), np.array([1.9, 1.0]))
             >>> aug = StainAugment([target], p=0.0, rng=0)
             >>> img = np.full((16, 16, 3), 200, np.uint8)
@@ -231,7 +231,7 @@ class StainAugment:
         Example:
             >>> import numpy as np
             >>> from nucfuse_datasets.schema import Sample, SampleMeta
-            >>> from nucfuse_datasets.stain import StainAugment, StainEstimate
+            >>> from nucfuse_datasets.transforms.stain import StainAugment, StainEstimate
             >>> target = StainEstimate(np.array([[0.65, 0.07], [0.70, 0.99], [0.29, 0.11]]), np.array([1.9, 1.0]))
             >>> s = Sample(image=np.full((8, 8, 3), 200, np.uint8), instances=np.zeros((8, 8), np.int32),
             ...            meta=SampleMeta(dataset="d", sample_id="a", split="train"))
@@ -273,12 +273,12 @@ class StainAugment:
             refresh: re-fit the references instead of reading the cached JSON.
 
         Example:
-            >>> from nucfuse_datasets.stain import StainAugment
+            >>> from nucfuse_datasets.transforms.stain import StainAugment
             >>> aug = StainAugment.from_monuseg(p=0.5, rng=0)  # doctest: +SKIP
             >>> len(aug.targets)  # doctest: +SKIP
             7
         """
-        from nucfuse_datasets.stain._references import default_references
+        from nucfuse_datasets.transforms.stain._references import default_references
 
         if mode not in ("random", "average"):
             raise ArgumentError(f"mode must be 'random' or 'average', got {mode!r}")

@@ -4,7 +4,8 @@ Torbati et al. 2026 (arXiv 2601.20104). The tables ship as CSV files next to thi
 ``table2.csv``, ``table3.csv``, transcribed from the paper and checked against its text by
 ``tests/test_paper_data.py``) and the numbers quoted in the text as ``reported.json``. Dataset keys are this
 library's registry names (``dsb2018`` for the paper's "DSB"); metric keys are the result-row keys of
-:mod:`nucfuse_datasets.analysis` (the paper's "Dice" is ``dice_2``, the ensemble Dice its code computes). Values
+:mod:`nucfuse_datasets.benchmark.analysis` (the paper's "Dice" is ``dice_2``, the ensemble Dice its code computes).
+Values
 are percentages (×100), as printed.
 
 * :func:`table1` — dataset statistics (No. 1–13), :class:`Table1Row` per key.
@@ -13,12 +14,13 @@ are percentages (×100), as printed.
 * :func:`table3` — PQ per NucFuse-test subset for HoVerNeXt/CellViT trained on NucFuse-train (``top9``) or PanNuke,
   and CellSAM.
 * :func:`ranking` — the paper's ranking (Table 2's "Mean Rank" column).
-* :func:`result_rows` — Tables 2 and 3 as result rows, ready for :mod:`nucfuse_datasets.analysis` and the figure
+* :func:`result_rows` — Tables 2 and 3 as result rows, ready for :mod:`nucfuse_datasets.benchmark.analysis` and the
+  figure
   overlays.
 * :func:`reported` — the numbers stated in the text (cross-correlation extremes, fusion, stain experiment).
 
 Example:
-    >>> from nucfuse_datasets import paper
+    >>> from nucfuse_datasets.benchmark import paper
     >>> paper.ranking()[:3]
     ('pcns', 'puma', 'monuseg')
     >>> paper.table1()["pannuke"].train_patches, paper.table2_means()["HoVerNeXt"]["pq"]
@@ -208,7 +210,7 @@ def table1() -> dict[str, Table1Row]:
     """Table 1, keyed by registry name (``"nucfuse-train"``, ``"nucfuse-test"`` for rows 12–13).
 
     Example:
-        >>> from nucfuse_datasets.paper import table1
+        >>> from nucfuse_datasets.benchmark.paper import table1
         >>> t = table1()
         >>> t["monuseg"].tiles, t["dsb2018"].organs, t["nucfuse-train"].train_patches
         (51, None, 11333)
@@ -220,7 +222,7 @@ def train_patches() -> dict[str, int]:
     """Table 1's "256² training tiles" per dataset (rows 1–11: the ten ranked datasets and PanNuke).
 
     Example:
-        >>> from nucfuse_datasets.paper import train_patches
+        >>> from nucfuse_datasets.benchmark.paper import train_patches
         >>> train_patches()["pcns"], len(train_patches())
         (1342, 11)
     """
@@ -234,7 +236,7 @@ def table2(include_mean: bool = False) -> list[Table2Row]:
         include_mean: append the two "Mean (across datasets)" rows (``dataset == "mean"``).
 
     Example:
-        >>> from nucfuse_datasets.paper import table2
+        >>> from nucfuse_datasets.benchmark.paper import table2
         >>> r = table2()[0]
         >>> r.dataset, r.model, r.pq, r.pq_rank, r.mean_rank
         ('pcns', 'HoVerNeXt', 55.66, 2, 1)
@@ -246,7 +248,7 @@ def table2_means() -> dict[str, dict[str, float]]:
     """Table 2's "Mean (across datasets)" row per model, as printed.
 
     Example:
-        >>> from nucfuse_datasets.paper import table2_means
+        >>> from nucfuse_datasets.benchmark.paper import table2_means
         >>> table2_means()["CellViT"]["aji"]
         51.0
     """
@@ -257,7 +259,7 @@ def table3() -> list[Table3Row]:
     """Table 3 cell by cell (the NucFuse-test row as ``test_subset == "overall"``).
 
     Example:
-        >>> from nucfuse_datasets.paper import table3
+        >>> from nucfuse_datasets.benchmark.paper import table3
         >>> [r.pq for r in table3() if r.test_subset == "overall"]
         [63.94, 62.34, 60.14, 59.17, 48.79]
     """
@@ -268,7 +270,7 @@ def ranking() -> tuple[str, ...]:
     """The paper's ranking of the ten datasets: Table 2's "Mean Rank" column, best first.
 
     Example:
-        >>> from nucfuse_datasets.paper import ranking
+        >>> from nucfuse_datasets.benchmark.paper import ranking
         >>> ranking()[-2:]
         ('dsb2018', 'cryonuseg')
     """
@@ -286,7 +288,7 @@ def result_rows(table: int = 2) -> list[dict[str, Any]]:
         ArgumentError: ``table`` is not 2 or 3.
 
     Example:
-        >>> from nucfuse_datasets.paper import result_rows
+        >>> from nucfuse_datasets.benchmark.paper import result_rows
         >>> result_rows(2)[0]  # doctest: +NORMALIZE_WHITESPACE
         {'model': 'HoVerNeXt', 'train_set': 'pcns', 'test_subset': 'overall',
          'pq': 55.66, 'aji': 58.31, 'dice_2': 68.81, 'precision': 72.64, 'recall': 76.82}
@@ -311,7 +313,7 @@ def reported() -> dict[str, Any]:
     """The numbers the paper states in its text (a fresh dict; see ``reported.json`` for the sections).
 
     Example:
-        >>> from nucfuse_datasets.paper import reported
+        >>> from nucfuse_datasets.benchmark.paper import reported
         >>> r = reported()
         >>> r["cross_correlation"]["max"]["value"], r["stain"]["rank_change"]["nuinsseg"]
         (1.08, {'without': 8, 'with': 5})
