@@ -118,6 +118,20 @@ def copy_archives(fake: FakeData, root: Path, name: str) -> Path:
     return target
 
 
+def link_real(root: Path, name: str, targets: list[Path]) -> Path:
+    """Symlink real native folders (read in place, never copied) into ``<root>/<name>/``."""
+    (root / name).mkdir(parents=True)
+    for t in targets:
+        (root / name / t.name).symlink_to(t, target_is_directory=True)
+    return root
+
+
+def real_monuseg_root(root: Path) -> Path:
+    """A data root whose ``monuseg/`` links the real training and test folders of ``../shared/realdata/monuseg``."""
+    src = realdata("monuseg")
+    return link_real(root, "monuseg", [src / "MoNuSeg 2018 Training Data", src / "MoNuSegTestData"])
+
+
 def tree_files(path: Path) -> list[str]:
     return sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.is_file()) if path.exists() else []
 

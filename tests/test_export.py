@@ -18,7 +18,7 @@ from nucfuse_datasets.cli import main  # noqa: E402
 from nucfuse_datasets.errors import ArgumentError  # noqa: E402
 from nucfuse_datasets.export import export_hf, export_webdataset, load_hf, read_webdataset  # noqa: E402
 from nucfuse_datasets.schema import Sample  # noqa: E402
-from tests.conftest import realdata  # noqa: E402
+from tests.conftest import real_monuseg_root  # noqa: E402
 
 
 def _assert_same(a: Sample, b: Sample) -> None:
@@ -129,11 +129,7 @@ def test_two_ranks_two_workers_visit_each_sample_once(tmp_path, monkeypatch):
 
 
 def test_real_monuseg_tiles_round_trip(tmp_path):
-    src = realdata("monuseg")
-    root = tmp_path / "real"
-    (root / "monuseg").mkdir(parents=True)
-    for t in (src / "MoNuSeg 2018 Training Data", src / "MoNuSegTestData"):
-        (root / "monuseg" / t.name).symlink_to(t, target_is_directory=True)
+    root = real_monuseg_root(tmp_path / "real")
     ds = nf.get_dataset("monuseg", root=root, split="test", progress=False)
 
     class TwoTiles:

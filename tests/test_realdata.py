@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import nucfuse_datasets as nf
-from tests.conftest import realdata
+from tests.conftest import link_real, real_monuseg_root, realdata
 
 # Regions that rasterise to >= 1 px with skimage.draw.polygon (../shared/realdata/README.md, checked on real files)
 MONUSEG_INSTANCES = {
@@ -26,17 +26,9 @@ MONUSEG_INSTANCES = {
 MONUSEG_REGIONS = {**MONUSEG_INSTANCES, "TCGA-50-5931-01Z-00-DX1": 445}
 
 
-def _link(root: Path, name: str, targets: list[Path]) -> None:
-    (root / name).mkdir(parents=True)
-    for t in targets:
-        (root / name / t.name).symlink_to(t, target_is_directory=True)
-
-
 @pytest.fixture(scope="module")
 def monuseg(tmp_path_factory):
-    src = realdata("monuseg")
-    root = tmp_path_factory.mktemp("real")
-    _link(root, "monuseg", [src / "MoNuSeg 2018 Training Data", src / "MoNuSegTestData"])
+    root = real_monuseg_root(tmp_path_factory.mktemp("real"))
     return nf.get_dataset("monuseg", root=root, progress=False)
 
 
@@ -83,7 +75,7 @@ def test_monuseg_lzw_training_image_matches_pillow(monuseg):
 
 def test_dsb_selects_107_he_images(tmp_path):
     src = realdata("dsb2018") / "stage1_train"
-    _link(tmp_path, "dsb2018", [src])
+    link_real(tmp_path, "dsb2018", [src])
     ds = nf.get_dataset("dsb2018", root=tmp_path, progress=False)
     assert len(ds) == 107
     appendix_a = Path(__file__).resolve().parents[2] / "shared" / "reference" / "datasets.md"
@@ -109,7 +101,7 @@ def test_dsb_mask_pixels_preserved(tmp_path):
     from PIL import Image
 
     src = realdata("dsb2018") / "stage1_train"
-    _link(tmp_path, "dsb2018", [src])
+    link_real(tmp_path, "dsb2018", [src])
     ds = nf.get_dataset("dsb2018", root=tmp_path, progress=False)
     sid = "00ae65c1c6631ae6f2be1a449902976e6eb8483bf6b0740d00530220832c6d3e"
     s = ds[ds.index_of(sid)]

@@ -26,23 +26,15 @@ import nucfuse_datasets as nf  # noqa: E402
 from nucfuse_datasets.errors import ArgumentError, InvalidSampleError  # noqa: E402
 from nucfuse_datasets.schema import Sample, SampleMeta, collate  # noqa: E402
 from nucfuse_datasets.transforms.adapters import Albumentations, TorchVision, as_sample_transform  # noqa: E402
-from tests.conftest import realdata  # noqa: E402
+from tests.conftest import real_monuseg_root  # noqa: E402
 
 NEAREST = v2.InterpolationMode.NEAREST
 FILL = {tv_tensors.Image: 255, tv_tensors.Mask: 0}
 
 
-def _link(root, name, targets):
-    (root / name).mkdir(parents=True)
-    for t in targets:
-        (root / name / t.name).symlink_to(t, target_is_directory=True)
-
-
 @pytest.fixture(scope="module")
 def monuseg(tmp_path_factory):
-    src = realdata("monuseg")
-    root = tmp_path_factory.mktemp("real")
-    _link(root, "monuseg", [src / "MoNuSeg 2018 Training Data", src / "MoNuSegTestData"])
+    root = real_monuseg_root(tmp_path_factory.mktemp("real"))
     return nf.get_dataset("monuseg", root=root, progress=False)
 
 

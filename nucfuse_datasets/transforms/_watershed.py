@@ -1,49 +1,15 @@
 """The HV marker-controlled watershed (HoVer-Net family post-processing), used by :mod:`.postprocess`.
 
-:func:`hv_watershed` is the post-processing both reference recipes (HoVerNeXt and CellViT as
-run in NucFuseRank, ``recipes.md`` §2.4) apply to a nucleus-probability map and the two HV
-maps. It is a clean re-implementation with numpy, scipy and scikit-image (no OpenCV):
-
-* **Sobel, ksize k.** OpenCV's large-aperture Sobel derivative is separable: along the
-  derivative axis the kernel is the binomial row of order ``k - 2`` convolved with
-  ``[-1, 1]``; along the other axis it is the smoothing binomial row of order ``k - 1``
-  (for ``k = 3``: ``[-1, 0, 1]`` ⊗ ``[1, 2, 1]``). Both are built here from binomial
-  coefficients by repeated convolution, applied by correlation with the
-  ``BORDER_REFLECT_101`` border (``scipy.ndimage`` mode ``"mirror"``), unnormalised, in
-  float64.
-* **Gaussian blur 3×3, σ = 0.** For odd sizes ≤ 7 and a non-positive σ, OpenCV does *not*
-  use the ``σ = 0.3·((k−1)·0.5−1)+0.8`` rule of its documentation but a fixed binomial table;
-  for 3×3 that is ``[0.25, 0.5, 0.25]`` per axis, which is what is applied here (same
-  reflect-101 border).
-* **Opening, 5×5 ellipse.** OpenCV's 5×5 elliptic structuring element (a 5×5 square minus
-  its four corners' two outer pixels per side: rows ``00100/11111/11111/11111/00100``),
-  with OpenCV's border convention (the outside never erodes).
-* Connected components are 4-connected (``scipy.ndimage.label``'s default) and the watershed
-  is ``skimage.segmentation.watershed`` with the binary map as mask.
-
-Example:
-    >>> import numpy as np
-    >>> from nucfuse_datasets.transforms.targets import hv_maps
-    >>> from nucfuse_datasets.transforms.postprocess import hv_watershed
-    >>> inst = np.zeros((64, 64), np.int32)
-    >>> inst[10:30, 10:30] = 1
-    >>> inst[10:30, 30:50] = 2
-    >>> pred = hv_watershed((inst > 0).astype(float), hv_maps(inst))
-    >>> len(np.unique(pred)) - 1
-    2
+The algorithm and its OpenCV conventions (Sobel aperture, 3×3 binomial blur, 5×5 elliptic opening, 4-connected
+components, scikit-image watershed) are documented, with an example, in :mod:`.postprocess`, the public module.
 """
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
 
 from nucfuse_datasets.errors import ArgumentError
-
-if TYPE_CHECKING:  # pragma: no cover
-    pass
 
 __all__ = ["MAGNIFICATION_PRESETS", "hv_watershed", "hv_watershed_params"]
 

@@ -25,15 +25,13 @@ from tests.conftest import copy_archives, tree_files
 REPO = Path(__file__).resolve().parents[2]
 SYNTH = {"n_tiles": 8, "tile_size": 64}
 
-# Runs one preparation in a fresh interpreter and SIGKILLs it at the N-th write event (0 = never), where the
-# events are every image/array write, every hash of a written file and every os.replace (atomic renames of the
-# manifest and of the store folder). Prints the number of events seen.
-KILLER = r"""
+# The kill switch, shared with test_grow_faults.py: argv[2] = the event to die at; ``seen[0]`` counts the events.
+KILL_HOOKS = r"""
 import os, signal, sys
 import nucfuse_datasets as nf
 from nucfuse_datasets.io import store
 
-root, kill_at, force = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
+kill_at = int(sys.argv[2])
 seen = [0]
 
 def hook(fn):
@@ -48,6 +46,15 @@ store.write_tif = hook(store.write_tif)
 store.save_npy = hook(store.save_npy)
 store.sha256_file = hook(store.sha256_file)
 os.replace = hook(os.replace)
+"""
+
+# Runs one preparation in a fresh interpreter and SIGKILLs it at the N-th write event (0 = never), where the
+# events are every image/array write, every hash of a written file and every os.replace (atomic renames of the
+# manifest and of the store folder). Prints the number of events seen.
+KILLER = (
+    KILL_HOOKS
+    + r"""
+root, force = sys.argv[1], sys.argv[3] == "1"
 cls = nf.get_dataset_class("synthetic")
 if force:
     ds = cls(root, n_tiles=8, tile_size=64, progress=False)
@@ -57,6 +64,7 @@ else:
     cls(root, n_tiles=8, tile_size=64, progress=False)
 print(seen[0], flush=True)
 """
+)
 
 
 def _prepare_in_subprocess(root: Path, kill_at: int, force: bool = False) -> subprocess.CompletedProcess[str]:

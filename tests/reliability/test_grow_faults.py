@@ -18,32 +18,18 @@ import pytest
 import nucfuse_datasets as nf
 from nucfuse_datasets.io.store import PreparedStore
 from tests.conftest import copy_native
+from tests.reliability.test_faults import KILL_HOOKS
 
 REPO = Path(__file__).resolve().parents[2]
 
-GROW = r"""
-import os, signal, sys
-import nucfuse_datasets as nf
-from nucfuse_datasets.io import store
-
-root, kill_at = sys.argv[1], int(sys.argv[2])
-seen = [0]
-
-def hook(fn):
-    def wrapped(*args, **kwargs):
-        seen[0] += 1
-        if seen[0] == kill_at:
-            os.kill(os.getpid(), signal.SIGKILL)
-        return fn(*args, **kwargs)
-    return wrapped
-
-store.write_tif = hook(store.write_tif)
-store.save_npy = hook(store.save_npy)
-store.sha256_file = hook(store.sha256_file)
-os.replace = hook(os.replace)
+GROW = (
+    KILL_HOOKS
+    + r"""
+root = sys.argv[1]
 nf.get_dataset("monuseg", root=root, split="train", progress=False)
 print(seen[0], flush=True)
 """
+)
 
 
 def _grow(root: Path, kill_at: int) -> subprocess.CompletedProcess[str]:
