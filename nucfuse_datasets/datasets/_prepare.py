@@ -276,14 +276,6 @@ class Preparation(SourceLocation):
             shutil.rmtree(workdir, ignore_errors=True)
         return store
 
-    @staticmethod
-    def _write(writer: StoreWriter, raw: RawSample) -> None:
-        """Write one converted sample (the unit a parallel preparation distributes).
-
-        See :func:`nucfuse_datasets.io.store.write_sample` and :meth:`StoreWriter.record`.
-        """
-        writer.add(raw)
-
     def _expected_for(self, prepared: Iterable[str]) -> tuple[ExpectedCount, ...]:
         """The published counts that apply to the prepared splits (``"all"`` only once every split is there)."""
         have = set(prepared)
