@@ -1,6 +1,6 @@
 """Loading speed: prepared-store ``ds[i]``, ``collate`` and the ``DataLoader``, each against its bare peer.
 
-Run:  python benchmarks/loading.py  [--n 256] [--repeats 5] [--batch 8]
+Run:  python benchmarks/loading.py  [--n 1024] [--repeats 5] [--batch 8]
 
 All figures are measured in one run on one prepared synthetic store of 256×256 patches:
 
@@ -11,10 +11,16 @@ All figures are measured in one run on one prepared synthetic store of 256×256 
    ``torch.stack`` of permuted ``torch.from_numpy`` views, run with the default thread count and with one
    thread. Goal: no thread pathology (ours close to the one-thread figure whatever the load).
 3. A ``DataLoader`` (``batch_size=--batch``, ``collate_fn=collate``) over the store with ``num_workers=0``
-   against the bare ``ds[i]`` rate (goal: within 1.5×), and with 2 workers against 0 workers (goal: ≥ 1.6×,
-   which needs two idle cores).
+   against a bare ``ds[i]`` loop timed between its epochs (goal: within 1.5×), and with 2 workers against
+   0 workers (goal: ≥ 1.6×, which needs two idle cores); also 2 workers with torch's standard transfer of
+   worker tensors (``NUCFUSE_SHM_BATCH=0``: no shared-memory slot pool), to show what the pool buys. Epochs
+   of the three loaders and the bare loop are interleaved; the CPU time per batch (main process + workers)
+   is printed with each, and from it the speed-up two idle cores would allow.
 
-Times are min / median / max over ``--repeats`` runs; ratios use the medians. MoNuSeg XML → label map is
+Times are min / median / max over ``--repeats`` runs; ratios use the medians. An epoch is ``--n`` patches
+(1,024 by default, 128 batches): every epoch of a persistent loader starts by filling the workers' pipeline
+and ends with one worker idle, which weighs on epochs of a few dozen batches (``--n 256``) more than on the
+thousands of patches of a real training epoch. MoNuSeg XML → label map is
 timed by ``benchmarks/monuseg_xml.py``.
 """
 
@@ -128,31 +134,81 @@ def bench_collate(ds: Any, batch: int, repeats: int) -> None:
     )
 
 
-def bench_dataloader(ds: Any, batch: int, repeats: int, bare_rate: float) -> None:
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of these processes (Linux ``/proc``; 0 where unreadable)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
+
+
+def bench_dataloader(ds: Any, batch: int, repeats: int) -> None:
     from torch.utils.data import DataLoader
 
-    rates = {}
-    for workers in (0, 2):
+    configs = {"0 workers": (0, True), "2 workers": (2, True), "2 workers, standard transfer": (2, False)}
+    loaders, workers = {}, {}
+    for name, (n_workers, pool) in configs.items():
         loader = DataLoader(
-            ds, batch_size=batch, collate_fn=collate, num_workers=workers, persistent_workers=workers > 0
+            ds, batch_size=batch, collate_fn=collate, num_workers=n_workers, persistent_workers=n_workers > 0
         )
-        for _ in loader:  # warm-up epoch (starts the workers)
-            pass
-        ts = _times(lambda loader=loader: [None for _ in loader], repeats)
-        rates[workers] = [len(ds) / t for t in ts]
-        del loader
-    r0, r2 = statistics.median(rates[0]), statistics.median(rates[2])
-    print(f"3. DataLoader, batch {batch}, collate_fn=collate ({repeats} epochs of {len(ds)}; samples/s):")
-    for w in (0, 2):
-        rs = rates[w]
-        print(f"   num_workers={w}: min {min(rs):7.0f} / median {statistics.median(rs):7.0f} / max {max(rs):7.0f}")
-    print(f"   bare ds[i] rate {bare_rate:7.0f}/s; ratio bare / 0 workers: {bare_rate / r0:.2f}x   (goal <= 1.5x)")
-    print(f"   speed-up 2 workers / 0 workers: {r2 / r0:.2f}x   (goal >= 1.6x on two idle cores)")
+        # The workers read NUCFUSE_SHM_BATCH when they start (first iteration of a persistent loader).
+        os.environ["NUCFUSE_SHM_BATCH"] = "1" if pool else "0"
+        try:
+            it = iter(loader)  # warm-up epoch (starts the workers)
+            for _ in it:
+                pass
+        finally:
+            del os.environ["NUCFUSE_SHM_BATCH"]
+        loaders[name], workers[name] = loader, [w.pid for w in getattr(it, "_workers", [])]
+    rates: dict[str, list[float]] = {name: [] for name in configs}
+    cpu: dict[str, list[float]] = {name: [] for name in configs}
+    n_batches = -(-len(ds) // batch)
+    bare: list[float] = []
+
+    def bare_loop() -> None:
+        for i in range(len(ds)):
+            ds[i]
+
+    for _ in range(repeats):  # interleaved, so the loaders and the bare ds[i] loop see the same machine load
+        bare += [len(ds) / t for t in _times(bare_loop, 1)]
+        for name, loader in loaders.items():
+            c0, w0 = time.process_time(), _cpu_seconds(workers[name])
+            ts = _times(lambda loader=loader: [None for _ in loader], 1)
+            rates[name].append(len(ds) / ts[0])
+            cpu[name].append((time.process_time() - c0 + _cpu_seconds(workers[name]) - w0) / n_batches)
+    loaders.clear()
+    med = {name: statistics.median(r) for name, r in rates.items()}
+    r0 = med["0 workers"]
+    print(f"3. DataLoader, batch {batch}, collate_fn=collate ({repeats} interleaved epochs of {len(ds)}; samples/s):")
+    for name, rs in rates.items():
+        print(
+            f"   {name:29s} min {min(rs):7.0f} / median {statistics.median(rs):7.0f} / max {max(rs):7.0f}"
+            f"   CPU (main + workers) {statistics.median(cpu[name]) * 1e3:5.2f} ms/batch"
+        )
+    bare_rate = statistics.median(bare)
+    print(f"   bare ds[i] loop              min {min(bare):7.0f} / median {bare_rate:7.0f} / max {max(bare):7.0f}")
+    print(f"   ratio bare ds[i] / 0 workers: {bare_rate / r0:.2f}x   (goal <= 1.5x)")
+    print(f"   speed-up 2 workers / 0 workers: {med['2 workers'] / r0:.2f}x   (goal >= 1.6x on two idle cores)")
+    c0, c2 = statistics.median(cpu["0 workers"]), statistics.median(cpu["2 workers"])
+    print(
+        f"   CPU-time bound on two idle cores, 2 x CPU(0 workers) / CPU(2 workers): {2 * c0 / c2:.2f}x"
+        " (what the speed-up can reach when nothing else runs)"
+    )
+    std = med["2 workers, standard transfer"]
+    print(
+        f"   same with torch's standard transfer (NUCFUSE_SHM_BATCH=0): {std / r0:.2f}x;"
+        f" pool / standard: {med['2 workers'] / std:.2f}x"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", type=int, default=256, help="number of 256x256 samples")
+    parser.add_argument("--n", type=int, default=1024, help="number of 256x256 samples (one epoch)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch", type=int, default=8)
     args = parser.parse_args(argv)
@@ -162,9 +218,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     with tempfile.TemporaryDirectory() as tmp:
         ds = nf.get_dataset("synthetic", root=tmp, n_tiles=args.n, tile_size=256, progress=False)
-        rate = bench_getitem(ds, args.repeats)
+        bench_getitem(ds, args.repeats)
         bench_collate(ds, args.batch, args.repeats)
-        bench_dataloader(ds, args.batch, args.repeats, rate)
+        bench_dataloader(ds, args.batch, args.repeats)
     print(f"load average at the end: {os.getloadavg()[0]:.2f}")
     return 0
 

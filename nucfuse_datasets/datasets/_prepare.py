@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from nucfuse_datasets.datasets._locate import SourceLocation
-from nucfuse_datasets.datasets._parallel import Job, check_workers, current_workers, write_samples
+from nucfuse_datasets.datasets._parallel import Item, Job, check_workers, current_workers, write_samples
 from nucfuse_datasets.datasets._sources import Sources
 from nucfuse_datasets.datasets._spec import ExpectedCount
 from nucfuse_datasets.errors import (
@@ -254,7 +254,8 @@ class Preparation(SourceLocation):
                 self._skipped: dict[str, int] = {}
                 items = self._progress(self._convert(sources), desc=f"Preparing {self.name}")
                 workers = getattr(self, "_workers", 1)
-                write_samples(writer, items, splits, workers, preload=[type(self).__module__])  # in order
+                # in order, skip counts included; the converter's module is imported once by the worker server
+                write_samples(writer, items, splits, workers, preload=[type(self).__module__], on_skip=self._skip)
                 if not writer.samples:
                     raise self._no_samples(sources, splits)
                 counts = writer.counts()
@@ -291,11 +292,16 @@ class Preparation(SourceLocation):
             f"{self.name}` for the layout, and put the files there (or delete the folders and download again)."
         )
 
-    def _progress(self, it: Iterable[RawSample | Job], desc: str) -> Iterator[RawSample | Job]:
+    def _progress(self, it: Iterable[Any], desc: str) -> Iterator[Any]:
+        """The converter's items, counting tiles (RawSamples and Jobs, not markers) on a progress bar."""
         from tqdm.auto import tqdm
 
         disable = None if self.progress is None else not self.progress
-        yield from tqdm(it, desc=desc, unit="tile", disable=disable, leave=False)
+        with tqdm(desc=desc, unit="tile", disable=disable, leave=False) as bar:
+            for item in it:
+                yield item
+                if isinstance(item, RawSample | Job):
+                    bar.update()
 
     def _skip(self, reason: str) -> None:
         """Count a native item that the converter skips on purpose (reported in the manifest)."""
@@ -334,13 +340,18 @@ class Preparation(SourceLocation):
             )
         return diffs
 
-    def _convert(self, sources: Sources) -> Iterator[RawSample | Job]:
-        """Yield one :class:`RawSample` per native tile (implemented by each dataset).
+    def _convert(self, sources: Sources) -> Iterator[Item]:
+        """Yield one :class:`~nucfuse_datasets.datasets._parallel.Job` per native tile (implemented by each dataset).
 
-        Yielding a :class:`~nucfuse_datasets.datasets._parallel.Job` (a picklable function and its arguments
-        that return the RawSample) instead lets ``prepare(workers=N)`` convert tiles in N processes.
+        A Job is a module-level function and its picklable arguments that read that one tile's files and return
+        its :class:`RawSample` (or ``None`` for a tile skipped on purpose, after
+        :func:`~nucfuse_datasets.datasets._parallel.report_skip`), so ``prepare(workers=N)`` converts tiles in N
+        processes. Listing, pairing and checks across tiles stay here, in the parent; what the tiles share (a
+        lookup table) travels in the arguments. A finished RawSample is accepted too (converted serially), and a
+        :class:`~nucfuse_datasets.datasets._parallel.Skipped` marker counts an item skipped while listing.
 
         ``sources`` maps resource keys to folders; archives are extracted on first access and may be released
-        with ``sources.release(key)`` once converted.
+        with ``sources.release(key)`` once converted: yield
+        :data:`~nucfuse_datasets.datasets._parallel.SETTLE` first, so no pending job still reads them.
         """
         raise NotImplementedError

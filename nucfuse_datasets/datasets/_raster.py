@@ -166,8 +166,9 @@ def _fill_batch(polys: list[np.ndarray], shape: tuple[int, int]) -> tuple[np.nda
     r_in_box = np.arange(n_box_rows) - first_row[box_of_row]
     row_cell = box_start[box_of_row] + r_in_box * stride[box_of_row]
     row_pixel = (minr[box_of_row] + r_in_box) * w + minc[box_of_row]
-    cell = np.flatnonzero(inside)
-    br = np.searchsorted(row_cell, cell, side="right") - 1
+    cell = np.flatnonzero(inside)  # sorted, as the box rows are: find each row's cells, not each cell's row
+    in_row = np.diff(np.searchsorted(cell, row_cell), append=cell.size)
+    br = np.repeat(np.arange(n_box_rows), in_row)
     return row_pixel[br] + (cell - row_cell[br]), box_of_row[br]
 
 

@@ -31,6 +31,7 @@ import numpy as np
 
 from nucfuse_datasets.datasets._base import ExpectedCount, NucleiDataset, Option, PaperStats, Sources, find_marker
 from nucfuse_datasets.datasets._mat import integral_array, label_map, load_mat
+from nucfuse_datasets.datasets._parallel import Job
 from nucfuse_datasets.datasets._registry import register
 from nucfuse_datasets.errors import InvalidSourceError
 from nucfuse_datasets.io.download import Resource
@@ -207,7 +208,7 @@ class CoNSeP(NucleiDataset):
         # the folder holding Train/ and Test/ (normally CoNSeP/; other copies may lack that top folder)
         return _split_root(base, max_depth + 1)
 
-    def _convert(self, sources: Sources) -> Iterator[RawSample]:
+    def _convert(self, sources: Sources) -> Iterator[Job]:
         base = sources["consep"]
         for split, sub in SPLIT_DIRS.items():
             if not getattr(sources, "wants", lambda _: True)(split):
@@ -224,30 +225,33 @@ class CoNSeP(NucleiDataset):
                     f"{sorted(set(labels) - set(images))[:5]})"
                 )
             for stem in sorted(images, key=_natural_key):
-                yield self._convert_one(base, split, images[stem], labels[stem])
+                # one job per tile: `prepare(workers=N)` reads and converts tiles in N processes
+                yield Job(_convert_one, (base, split, images[stem], labels[stem], self.classes))
 
-    def _convert_one(self, base: Path, split: str, png: Path, mat: Path) -> RawSample:
-        image = to_rgb_uint8(read_image(png), png)
-        data = load_mat(mat, ["inst_map"], optional=["inst_type", "type_map"])
-        inst = label_map(data["inst_map"], f"{mat}: inst_map")
-        if inst.shape != image.shape[:2]:
-            raise InvalidSourceError(f"{mat}: inst_map shape {inst.shape} differs from image {image.shape[:2]}")
-        classes = instance_classes(inst, data.get("inst_type"), data.get("type_map"), str(mat))
-        if any(c not in MERGE for c in classes.values()):
-            bad = sorted({c for c in classes.values() if c not in MERGE})
-            raise InvalidSourceError(f"{mat}: class ids {bad} outside CoNSeP's 0..7")
-        if self.classes == "merged":
-            classes = {k: MERGE[c] for k, c in classes.items()}
-        return RawSample(
-            sample_id=png.stem,
-            split=split,
-            image=image,
-            instances=inst,
-            classes=classes,
-            meta={
-                "organ": "colon",
-                "magnification": 40.0,
-                "original_file": png.relative_to(base.parent).as_posix(),
-                "extra": {"class_scheme": self.classes},
-            },
-        )
+
+def _convert_one(base: Path, split: str, png: Path, mat: Path, scheme: str) -> RawSample:
+    """One CoNSeP tile from its PNG and ``.mat`` (``scheme``: the ``classes`` option); runs in a worker."""
+    image = to_rgb_uint8(read_image(png), png)
+    data = load_mat(mat, ["inst_map"], optional=["inst_type", "type_map"])
+    inst = label_map(data["inst_map"], f"{mat}: inst_map")
+    if inst.shape != image.shape[:2]:
+        raise InvalidSourceError(f"{mat}: inst_map shape {inst.shape} differs from image {image.shape[:2]}")
+    classes = instance_classes(inst, data.get("inst_type"), data.get("type_map"), str(mat))
+    if any(c not in MERGE for c in classes.values()):
+        bad = sorted({c for c in classes.values() if c not in MERGE})
+        raise InvalidSourceError(f"{mat}: class ids {bad} outside CoNSeP's 0..7")
+    if scheme == "merged":
+        classes = {k: MERGE[c] for k, c in classes.items()}
+    return RawSample(
+        sample_id=png.stem,
+        split=split,
+        image=image,
+        instances=inst,
+        classes=classes,
+        meta={
+            "organ": "colon",
+            "magnification": 40.0,
+            "original_file": png.relative_to(base.parent).as_posix(),
+            "extra": {"class_scheme": scheme},
+        },
+    )

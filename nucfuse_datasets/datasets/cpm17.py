@@ -22,6 +22,7 @@ from typing import Any
 
 from nucfuse_datasets.datasets._base import ExpectedCount, NucleiDataset, PaperStats, Sources, find_marker
 from nucfuse_datasets.datasets._mat import label_map, load_mat
+from nucfuse_datasets.datasets._parallel import Job
 from nucfuse_datasets.datasets._registry import register
 from nucfuse_datasets.errors import InvalidSourceError
 from nucfuse_datasets.io.download import Resource
@@ -115,7 +116,7 @@ class CPM17(NucleiDataset):
         # the folder holding train/ and test/ (Drive names it after the shared folder)
         return _split_root(base, max_depth + 1)
 
-    def _convert(self, sources: Sources) -> Iterator[RawSample]:
+    def _convert(self, sources: Sources) -> Iterator[Job]:
         base = sources["cpm17"]
         for split in ("train", "test"):
             if not getattr(sources, "wants", lambda _: True)(split):
@@ -132,20 +133,21 @@ class CPM17(NucleiDataset):
                     f"{sorted(set(labels) - set(images))[:5]})"
                 )
             for stem in sorted(images, key=_natural_key):
-                yield self._convert_one(base, split, images[stem], labels[stem])
+                yield Job(_convert_one, (base, split, images[stem], labels[stem]))  # read in a worker
 
-    @staticmethod
-    def _convert_one(base: Path, split: str, png: Path, mat: Path) -> RawSample:
-        image = to_rgb_uint8(read_image(png), png)
-        inst = label_map(load_mat(mat, ["inst_map"])["inst_map"], f"{mat}: inst_map")
-        if inst.shape != image.shape[:2]:
-            raise InvalidSourceError(f"{mat}: inst_map shape {inst.shape} differs from image {image.shape[:2]}")
-        return RawSample(
-            sample_id=f"{split}_{png.stem}",
-            split=split,
-            image=image,
-            instances=inst,
-            meta={
-                "original_file": png.relative_to(base.parent).as_posix(),
-            },
-        )
+
+def _convert_one(base: Path, split: str, png: Path, mat: Path) -> RawSample:
+    """One CPM-17 tile from its PNG and ``.mat``; runs in a worker."""
+    image = to_rgb_uint8(read_image(png), png)
+    inst = label_map(load_mat(mat, ["inst_map"])["inst_map"], f"{mat}: inst_map")
+    if inst.shape != image.shape[:2]:
+        raise InvalidSourceError(f"{mat}: inst_map shape {inst.shape} differs from image {image.shape[:2]}")
+    return RawSample(
+        sample_id=f"{split}_{png.stem}",
+        split=split,
+        image=image,
+        instances=inst,
+        meta={
+            "original_file": png.relative_to(base.parent).as_posix(),
+        },
+    )

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from nucfuse_datasets.datasets._base import ExpectedCount, NucleiDataset, Option, PaperStats, Sources, files_by_stem
 from nucfuse_datasets.datasets._labels import read_instance_map
+from nucfuse_datasets.datasets._parallel import Job
 from nucfuse_datasets.datasets._registry import register
 from nucfuse_datasets.errors import InvalidSourceError
 from nucfuse_datasets.io.download import Resource
@@ -154,7 +155,7 @@ class CryoNuSeg(NucleiDataset):
     def _configure(self) -> None:
         self.expected_counts = ANNOTATOR_COUNTS[self.annotator]  # the chosen mark-up's published counts
 
-    def _convert(self, sources: Sources) -> Iterator[RawSample]:
+    def _convert(self, sources: Sources) -> Iterator[Job]:
         base = sources["main"]
         image_dir = base / IMAGES
         labels_dir = label_folder(base, self.annotator)
@@ -173,24 +174,27 @@ class CryoNuSeg(NucleiDataset):
                 f"{only_img[:5]}, labels without image: {only_lab[:5]})"
             )
         for stem in sorted(images):
-            yield self._convert_one(stem, base, images[stem], labels[stem])
+            # one job per tile: `prepare(workers=N)` reads and converts tiles in N processes
+            yield Job(_convert_one, (stem, base, images[stem], labels[stem], self.annotator))
 
-    def _convert_one(self, stem: str, base: Path, image_path: Path, label_path: Path) -> RawSample:
-        image = to_rgb_uint8(read_image(image_path), image_path)
-        instances, _ = read_instance_map(label_path)
-        if instances.shape != image.shape[:2]:
-            raise InvalidSourceError(f"{label_path}: label shape {instances.shape} differs from {image.shape[:2]}")
-        return RawSample(
-            sample_id=stem,
-            split="all",
-            image=image,
-            instances=instances,
-            meta={
-                "organ": organ_from_stem(stem),
-                "original_file": f"{IMAGES}/{image_path.name}",
-                "extra": {
-                    "annotator": ANNOTATORS[self.annotator],
-                    "label_file": label_path.relative_to(base).as_posix(),
-                },
+
+def _convert_one(stem: str, base: Path, image_path: Path, label_path: Path, annotator: str) -> RawSample:
+    """One CryoNuSeg tile from its image and ``annotator``'s label map; runs in a worker."""
+    image = to_rgb_uint8(read_image(image_path), image_path)
+    instances, _ = read_instance_map(label_path)
+    if instances.shape != image.shape[:2]:
+        raise InvalidSourceError(f"{label_path}: label shape {instances.shape} differs from {image.shape[:2]}")
+    return RawSample(
+        sample_id=stem,
+        split="all",
+        image=image,
+        instances=instances,
+        meta={
+            "organ": organ_from_stem(stem),
+            "original_file": f"{IMAGES}/{image_path.name}",
+            "extra": {
+                "annotator": ANNOTATORS[annotator],
+                "label_file": label_path.relative_to(base).as_posix(),
             },
-        )
+        },
+    )

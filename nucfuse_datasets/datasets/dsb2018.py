@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from nucfuse_datasets.datasets._base import ExpectedCount, NucleiDataset, Option, PaperStats, Sources
+from nucfuse_datasets.datasets._parallel import Job, report_skip
 from nucfuse_datasets.datasets._registry import register
 from nucfuse_datasets.errors import InvalidSourceError
 from nucfuse_datasets.io.download import Resource
@@ -132,44 +133,46 @@ class DSB2018(NucleiDataset):
             return base
         return None
 
-    def _convert(self, sources: Sources) -> Iterator[RawSample]:
+    def _convert(self, sources: Sources) -> Iterator[Job]:
         base = sources[self.source]
         folders = _image_folders(base)
         if not folders:
             raise InvalidSourceError(f"{base}: no '<ImageId>/images/<ImageId>.png' folders; not DSB stage1_train")
         for folder in folders:
-            image_path = folder / "images" / f"{folder.name}.png"
-            raw = read_image(image_path)
-            if raw.ndim == 2:  # greyscale stored as one channel
-                self._skip("greyscale (fluorescence) image")
-                continue
-            image = to_rgb_uint8(raw, image_path)
-            if not is_he(image):
-                self._skip("greyscale (fluorescence) image")
-                continue
-            yield self._convert_one(folder, image)
+            # one job per image folder: `prepare(workers=N)` reads, selects and converts images in N processes
+            yield Job(_convert_one, (folder,))
 
-    @staticmethod
-    def _convert_one(folder: Path, image: np.ndarray) -> RawSample:
-        instances = np.zeros(image.shape[:2], np.int32)
-        masks = sorted(p for p in (folder / "masks").iterdir() if p.suffix.lower() == ".png")
-        overlap = 0
-        for k, path in enumerate(masks, start=1):
-            mask = read_image(path)
-            if mask.ndim == 3:
-                mask = mask[..., 0]
-            if mask.shape != image.shape[:2]:
-                raise InvalidSourceError(f"{path}: mask shape {mask.shape} differs from image {image.shape[:2]}")
-            fg = mask > 0
-            overlap += int(np.count_nonzero(fg & (instances > 0)))
-            instances[fg] = k
-        extra: dict[str, int] = {"n_mask_files": len(masks)}
-        if overlap:
-            extra["overlapping_mask_pixels"] = overlap
-        return RawSample(
-            sample_id=folder.name,
-            split="train",
-            image=image,
-            instances=instances,
-            meta={"original_file": f"stage1_train/{folder.name}/images/{folder.name}.png", "extra": extra},
-        )
+
+def _convert_one(folder: Path) -> RawSample | None:
+    """One DSB image folder: ``None`` (a skip reported) for a greyscale fluorescence image; runs in a worker."""
+    image_path = folder / "images" / f"{folder.name}.png"
+    raw = read_image(image_path)
+    if raw.ndim == 2:  # greyscale stored as one channel
+        report_skip("greyscale (fluorescence) image")
+        return None
+    image = to_rgb_uint8(raw, image_path)
+    if not is_he(image):
+        report_skip("greyscale (fluorescence) image")
+        return None
+    instances = np.zeros(image.shape[:2], np.int32)
+    masks = sorted(p for p in (folder / "masks").iterdir() if p.suffix.lower() == ".png")
+    overlap = 0
+    for k, path in enumerate(masks, start=1):
+        mask = read_image(path)
+        if mask.ndim == 3:
+            mask = mask[..., 0]
+        if mask.shape != image.shape[:2]:
+            raise InvalidSourceError(f"{path}: mask shape {mask.shape} differs from image {image.shape[:2]}")
+        fg = mask > 0
+        overlap += int(np.count_nonzero(fg & (instances > 0)))
+        instances[fg] = k
+    extra: dict[str, int] = {"n_mask_files": len(masks)}
+    if overlap:
+        extra["overlapping_mask_pixels"] = overlap
+    return RawSample(
+        sample_id=folder.name,
+        split="train",
+        image=image,
+        instances=instances,
+        meta={"original_file": f"stage1_train/{folder.name}/images/{folder.name}.png", "extra": extra},
+    )

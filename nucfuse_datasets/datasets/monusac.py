@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from nucfuse_datasets.datasets._base import ExpectedCount, NucleiDataset, PaperStats, Sources, files_by_stem
+from nucfuse_datasets.datasets._parallel import Job, report_skip
 from nucfuse_datasets.datasets._raster import fill_polygon
 from nucfuse_datasets.datasets._registry import register
 from nucfuse_datasets.errors import InvalidSourceError
@@ -230,7 +231,7 @@ class MoNuSAC(NucleiDataset):
         # the MoNuSAC* folder itself (holding the patient folders)
         return _find_split_dir(base, res.key, max_depth)
 
-    def _convert(self, sources: Sources) -> Iterator[RawSample]:
+    def _convert(self, sources: Sources) -> Iterator[Job]:
         seen: set[str] = set()
         for split in ("train", "test"):
             if not getattr(sources, "wants", lambda _: True)(split):
@@ -243,7 +244,8 @@ class MoNuSAC(NucleiDataset):
                 for stem, xml, image in self._pairs(patient):
                     sid = stem if stem not in seen else f"{stem}-{split}"
                     seen.add(sid)
-                    yield self._convert_one(sid, split, top, patient, stem, xml, image)
+                    # one job per sub-image: `prepare(workers=N)` reads and rasterises them in N processes
+                    yield Job(_convert_one, (sid, split, top, patient, stem, xml, image))
 
     @staticmethod
     def _pairs(patient: Path) -> list[tuple[str, Path, Path]]:
@@ -258,65 +260,65 @@ class MoNuSAC(NucleiDataset):
             )
         return [(stem, xmls[stem], tifs.get(stem) or svss[stem]) for stem in sorted(xmls)]
 
-    def _convert_one(
-        self, sid: str, split: str, top: Path, patient: Path, stem: str, xml: Path, image_path: Path
-    ) -> RawSample:
-        if image_path.suffix.lower() == ".svs":
-            try:
-                raw = read_image(image_path)
-            except InvalidSourceError as exc:
-                raise InvalidSourceError(
-                    f"{patient / (stem + '.tif')}: missing, and level 0 of {image_path.name} cannot be read ({exc}). "
-                    "Aperio .svs files are often JPEG or JPEG 2000 compressed: installing 'imagecodecs' lets "
-                    "tifffile decode them"
-                ) from None
-        else:
+
+def _convert_one(sid: str, split: str, top: Path, patient: Path, stem: str, xml: Path, image_path: Path) -> RawSample:
+    """One MoNuSAC sub-image: its image and rasterised XML regions; runs in a worker."""
+    if image_path.suffix.lower() == ".svs":
+        try:
             raw = read_image(image_path)
-        image = to_rgb_uint8(raw, image_path)
-        shape = image.shape[:2]
-        instances = np.zeros(shape, np.int32)
-        ignore = np.zeros(shape, bool)
-        classes: dict[int, int] = {}
-        k = 0
-        n_ambiguous = 0
-        has_macrophage = False
-        for name, xy in read_monusac_xml(xml):
-            norm = _norm(name)
-            if norm == AMBIGUOUS:
-                rr, cc = fill_polygon(xy, shape)
-                ignore[rr, cc] = True
-                n_ambiguous += 1
-                continue
-            cls = CLASSES.get(norm)
-            if cls is None:
-                self._skip(f"region of an annotation with unrecognised class {name!r}")
-                continue
-            has_macrophage |= cls == CLASSES["macrophage"]
-            k += 1
+        except InvalidSourceError as exc:
+            raise InvalidSourceError(
+                f"{patient / (stem + '.tif')}: missing, and level 0 of {image_path.name} cannot be read ({exc}). "
+                "Aperio .svs files are often JPEG or JPEG 2000 compressed: installing 'imagecodecs' lets "
+                "tifffile decode them"
+            ) from None
+    else:
+        raw = read_image(image_path)
+    image = to_rgb_uint8(raw, image_path)
+    shape = image.shape[:2]
+    instances = np.zeros(shape, np.int32)
+    ignore = np.zeros(shape, bool)
+    classes: dict[int, int] = {}
+    k = 0
+    n_ambiguous = 0
+    has_macrophage = False
+    for name, xy in read_monusac_xml(xml):
+        norm = _norm(name)
+        if norm == AMBIGUOUS:
             rr, cc = fill_polygon(xy, shape)
-            instances[rr, cc] = k
-            classes[k] = cls
-        present = set(np.unique(instances).tolist()) - {0}
-        extra: dict[str, str | int | bool] = {
-            "patient": patient.name,
-            "tcga_case": tcga_case(patient.name),
-            "sub_image": stem.rsplit("_", 1)[-1] if "_" in stem else "",
-            "has_macrophage": has_macrophage,
-            "image_source": image_path.suffix.lower().lstrip("."),
-        }
-        if n_ambiguous:
-            extra["ambiguous_regions"] = n_ambiguous
-        return RawSample(
-            sample_id=sid,
-            split=split,
-            image=image,
-            instances=instances,
-            classes={i: c for i, c in classes.items() if i in present},
-            ignore=ignore if n_ambiguous else None,
-            meta={
-                "organ": ORGANS.get(tcga_case(patient.name)),
-                "magnification": 40.0,
-                "original_file": f"{top.name}/{patient.name}/{image_path.name}",
-                "extra": extra,
-            },
-        )
+            ignore[rr, cc] = True
+            n_ambiguous += 1
+            continue
+        cls = CLASSES.get(norm)
+        if cls is None:
+            report_skip(f"region of an annotation with unrecognised class {name!r}")
+            continue
+        has_macrophage |= cls == CLASSES["macrophage"]
+        k += 1
+        rr, cc = fill_polygon(xy, shape)
+        instances[rr, cc] = k
+        classes[k] = cls
+    present = set(np.unique(instances).tolist()) - {0}
+    extra: dict[str, str | int | bool] = {
+        "patient": patient.name,
+        "tcga_case": tcga_case(patient.name),
+        "sub_image": stem.rsplit("_", 1)[-1] if "_" in stem else "",
+        "has_macrophage": has_macrophage,
+        "image_source": image_path.suffix.lower().lstrip("."),
+    }
+    if n_ambiguous:
+        extra["ambiguous_regions"] = n_ambiguous
+    return RawSample(
+        sample_id=sid,
+        split=split,
+        image=image,
+        instances=instances,
+        classes={i: c for i, c in classes.items() if i in present},
+        ignore=ignore if n_ambiguous else None,
+        meta={
+            "organ": ORGANS.get(tcga_case(patient.name)),
+            "magnification": 40.0,
+            "original_file": f"{top.name}/{patient.name}/{image_path.name}",
+            "extra": extra,
+        },
+    )

@@ -24,6 +24,7 @@ import numpy as np
 
 from nucfuse_datasets.datasets._aperio_fast import fast_aperio_regions
 from nucfuse_datasets.datasets._base import ExpectedCount, NucleiDataset, PaperStats, Sources, files_by_stem
+from nucfuse_datasets.datasets._parallel import Job
 from nucfuse_datasets.datasets._raster import rasterize
 from nucfuse_datasets.datasets._registry import register
 from nucfuse_datasets.errors import InvalidSourceError
@@ -208,7 +209,7 @@ class MoNuSeg(NucleiDataset):
         "<root>/monuseg/."
     )
 
-    def _convert(self, sources: Sources) -> Iterator[RawSample]:
+    def _convert(self, sources: Sources) -> Iterator[Job]:
         layouts = []
         if sources.wants("train"):  # preparation is per split: the test split needs only MoNuSegTestData
             train = sources["train"] / TRAIN_DIR
@@ -220,29 +221,28 @@ class MoNuSeg(NucleiDataset):
             if not image_dir.is_dir():
                 raise InvalidSourceError(f"{image_dir}: missing folder of the MoNuSeg {split} layout")
             for stem, tif, xml in _pairs(image_dir, xml_dir):
-                yield self._convert_one(stem, split, tif, xml)
+                yield Job(_convert_one, (stem, split, tif, xml))  # read and rasterised in a worker
 
-    @staticmethod
-    def _convert_one(stem: str, split: str, tif: Path, xml: Path) -> RawSample:
-        image = to_rgb_uint8(read_image(tif), tif)
-        regions, mpp = parse_aperio_xml(xml)
-        instances, _ = rasterize(regions, image.shape[:2])
-        case = case_id(stem)
-        extra: dict[str, str | bool] = {"tcga_case": case}
-        if split == "train":
-            extra["added_2018"] = case in EXTRA_TRAIN_IDS
-        return RawSample(
-            sample_id=stem,
-            split=split,
-            image=image,
-            instances=instances,
-            meta={
-                "organ": ORGANS.get(case),
-                "magnification": 40.0,
-                "mpp": mpp,
-                "original_file": f"{TRAIN_DIR}/Tissue Images/{tif.name}"
-                if split == "train"
-                else f"{TEST_DIR}/{tif.name}",
-                "extra": extra,
-            },
-        )
+
+def _convert_one(stem: str, split: str, tif: Path, xml: Path) -> RawSample:
+    """One MoNuSeg tile: its TIFF and the rasterised regions of its XML; runs in a worker."""
+    image = to_rgb_uint8(read_image(tif), tif)
+    regions, mpp = parse_aperio_xml(xml)
+    instances, _ = rasterize(regions, image.shape[:2])
+    case = case_id(stem)
+    extra: dict[str, str | bool] = {"tcga_case": case}
+    if split == "train":
+        extra["added_2018"] = case in EXTRA_TRAIN_IDS
+    return RawSample(
+        sample_id=stem,
+        split=split,
+        image=image,
+        instances=instances,
+        meta={
+            "organ": ORGANS.get(case),
+            "magnification": 40.0,
+            "mpp": mpp,
+            "original_file": f"{TRAIN_DIR}/Tissue Images/{tif.name}" if split == "train" else f"{TEST_DIR}/{tif.name}",
+            "extra": extra,
+        },
+    )

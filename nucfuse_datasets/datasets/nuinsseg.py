@@ -29,6 +29,7 @@ import numpy as np
 
 from nucfuse_datasets.datasets._base import ExpectedCount, NucleiDataset, PaperStats, Sources, files_by_stem
 from nucfuse_datasets.datasets._labels import read_binary_mask, read_instance_map
+from nucfuse_datasets.datasets._parallel import Job
 from nucfuse_datasets.datasets._registry import register
 from nucfuse_datasets.errors import ArgumentError, InvalidSourceError
 from nucfuse_datasets.io.download import Resource
@@ -215,7 +216,7 @@ class NuInsSeg(NucleiDataset):
             level = nxt
         return None
 
-    def _convert(self, sources: Sources) -> Iterator[RawSample]:
+    def _convert(self, sources: Sources) -> Iterator[Job]:
         base = sources["main"]
         organs = _organ_dirs(base)
         if not organs:
@@ -249,40 +250,40 @@ class NuInsSeg(NucleiDataset):
         for pos, (_, organ_dir, stem, image_path, label_path, vague_path) in enumerate(tiles):
             # stems embed the organ (human_bladder_01); should two folders share one, prefix the folder
             sid = stem if len(stems[stem]) == 1 else safe_id(f"{organ_dir.name}__{stem}")
-            yield self._convert_one(sid, organ_dir, image_path, label_path, vague_path, int(fold_of[pos]))
+            # one job per tile (the fold computed here, over all tiles): converted in N processes with workers=N
+            yield Job(_convert_one, (sid, organ_dir, image_path, label_path, vague_path, int(fold_of[pos])))
 
-    @staticmethod
-    def _convert_one(
-        sid: str, organ_dir: Path, image_path: Path, label_path: Path, vague_path: Path | None, fold: int
-    ) -> RawSample:
-        image = to_rgb_uint8(read_image(image_path), image_path)
-        instances, _ = read_instance_map(label_path)
-        if instances.shape != image.shape[:2]:
-            raise InvalidSourceError(f"{label_path}: label shape {instances.shape} differs from {image.shape[:2]}")
-        ignore = None
-        if vague_path is not None:
-            ignore = read_binary_mask(vague_path)
-            if ignore.shape != image.shape[:2]:
-                raise InvalidSourceError(
-                    f"{vague_path}: vague-area shape {ignore.shape} differs from {image.shape[:2]}"
-                )
-        species, organ = organ_of(organ_dir.name)
-        extra: dict[str, str | int | bool | None] = {
-            "species": species,
-            "folder": organ_dir.name,
-            "has_vague_mask": vague_path is not None,
-        }
-        if fold >= 0:
-            extra["cv_fold"] = fold
-        return RawSample(
-            sample_id=sid,
-            split="all",
-            image=image,
-            instances=instances,
-            ignore=ignore,
-            meta={
-                "organ": organ,
-                "original_file": f"{organ_dir.name}/{IMAGES}/{image_path.name}",
-                "extra": extra,
-            },
-        )
+
+def _convert_one(
+    sid: str, organ_dir: Path, image_path: Path, label_path: Path, vague_path: Path | None, fold: int
+) -> RawSample:
+    """One NuInsSeg tile: image, instance map and vague-area mask; runs in a worker."""
+    image = to_rgb_uint8(read_image(image_path), image_path)
+    instances, _ = read_instance_map(label_path)
+    if instances.shape != image.shape[:2]:
+        raise InvalidSourceError(f"{label_path}: label shape {instances.shape} differs from {image.shape[:2]}")
+    ignore = None
+    if vague_path is not None:
+        ignore = read_binary_mask(vague_path)
+        if ignore.shape != image.shape[:2]:
+            raise InvalidSourceError(f"{vague_path}: vague-area shape {ignore.shape} differs from {image.shape[:2]}")
+    species, organ = organ_of(organ_dir.name)
+    extra: dict[str, str | int | bool | None] = {
+        "species": species,
+        "folder": organ_dir.name,
+        "has_vague_mask": vague_path is not None,
+    }
+    if fold >= 0:
+        extra["cv_fold"] = fold
+    return RawSample(
+        sample_id=sid,
+        split="all",
+        image=image,
+        instances=instances,
+        ignore=ignore,
+        meta={
+            "organ": organ,
+            "original_file": f"{organ_dir.name}/{IMAGES}/{image_path.name}",
+            "extra": extra,
+        },
+    )

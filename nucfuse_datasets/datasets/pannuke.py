@@ -7,7 +7,8 @@ Native layout (``fold_1.zip`` … ``fold_3.zip`` from the Warwick TIA page)::
     Fold N/masks/foldN/masks.npy     (n, 256, 256, 6)  channels 0–4: instance ids of Neoplastic,
                                                         Inflammatory, Connective, Dead, Epithelial; 5: background
 
-Conversion, tile by tile from memory maps (a fold is never loaded whole):
+Conversion, tile by tile (a fold is never loaded whole; each tile is one job that reads just its rows by offset,
+so ``prepare(workers=N)`` converts tiles in N processes and memory stays flat in the fold's size):
 
 * images: float values must lie in 0..255 and are rounded to ``uint8``;
 * masks: values of channels 0–4 must be non-negative integers (float maps are checked, then cast).
@@ -22,12 +23,14 @@ Conversion, tile by tile from memory maps (a fold is never loaded whole):
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from nucfuse_datasets.datasets._base import ExpectedCount, NucleiDataset, PaperStats, Sources, find_marker
+from nucfuse_datasets.datasets._parallel import SETTLE, Job, Settle
 from nucfuse_datasets.datasets._registry import register
 from nucfuse_datasets.errors import InvalidSourceError
 from nucfuse_datasets.io.download import Resource
@@ -201,16 +204,17 @@ class PanNuke(NucleiDataset):
         # the "Fold N" folder itself (one level below the extraction folder in the Warwick zips)
         return _fold_dir(base, int(res.key[-1]), max_depth + 1)
 
-    def _convert(self, sources: Sources) -> Iterator[RawSample]:
+    def _convert(self, sources: Sources) -> Iterator[Job | Settle]:
         # every fold is converted on its own; nothing is skipped because another fold exists. Each fold's
         # extraction (about 13 GB of arrays) is released before the next one is extracted.
         for n in (1, 2, 3):
             if not sources.wants(f"fold{n}"):
                 continue  # preparation is per fold: PanNuke(root, split="fold1") needs only fold_1.zip
             yield from self._convert_fold(n, sources[f"fold{n}"])
+            yield SETTLE  # every job of this fold has read its tile before the fold's files are deleted
             sources.release(f"fold{n}")
 
-    def _convert_fold(self, n: int, fold: Path) -> Iterator[RawSample]:
+    def _convert_fold(self, n: int, fold: Path) -> Iterator[Job]:
         img_path = fold / "images" / f"fold{n}" / "images.npy"
         types_path = fold / "images" / f"fold{n}" / "types.npy"
         mask_path = fold / "masks" / f"fold{n}" / "masks.npy"
@@ -232,29 +236,10 @@ class PanNuke(NucleiDataset):
                 f"{fold}: images.npy has {images.shape[0]} tiles, masks.npy {masks.shape[0]}, "
                 f"types.npy {types.shape[0]}"
             )
-        rel = fold.name
-        for i in range(images.shape[0]):
-            where = f"{mask_path}[{i}]"
-            # one read per tile, not through the memory map: memory stays flat in the fold's size
-            image = tile_image(read_row(images, i), f"{img_path}[{i}]")
-            instances, classes, overlap = instances_from_channels(read_row(masks, i), where)
-            tissue = str(types[i])
-            extra: dict[str, Any] = {"tissue": tissue, "fold": n, "index": i}
-            if overlap:
-                extra["overlap_pixels"] = overlap
-            yield RawSample(
-                sample_id=f"fold{n}_{i:04d}",
-                split=f"fold{n}",
-                image=image,
-                instances=instances,
-                classes=classes,
-                meta={
-                    "organ": _ORGAN_NAMES.get(tissue, tissue.replace("_", " ").lower()),
-                    "magnification": 40.0,
-                    "original_file": f"{rel}/images/fold{n}/images.npy[{i}]",
-                    "extra": extra,
-                },
-            )
+        # where the rows lie, not the memory maps, travel to the jobs: each reads its tile's rows by offset
+        image_rows, mask_rows = _Rows.of(images, img_path), _Rows.of(masks, mask_path)
+        for i in range(len(types)):
+            yield Job(_convert_tile, (n, i, fold.name, image_rows, mask_rows, str(types[i])))
 
     @staticmethod
     def _types(path: Path) -> np.ndarray:
@@ -272,3 +257,50 @@ class PanNuke(NucleiDataset):
         if types.dtype.kind == "S":
             types = types.astype(str)
         return types
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """Where the rows of a memory-mapped ``.npy`` lie (picklable: a job reads one row without the parent's map)."""
+
+    path: Path  # as given (for messages)
+    filename: str  # the memory map's (absolute) file name
+    offset: int
+    dtype: np.dtype[Any]
+    shape: tuple[int, ...]
+    order: str
+
+    @classmethod
+    def of(cls, arr: np.ndarray, path: Path) -> _Rows:
+        if not isinstance(arr, np.memmap) or arr.filename is None:
+            raise InvalidSourceError(f"{path}: cannot be memory-mapped")
+        order = "C" if arr.flags.c_contiguous else "F"
+        return cls(path, str(arr.filename), int(arr.offset), arr.dtype, tuple(arr.shape), order)
+
+    def read(self, i: int) -> np.ndarray:
+        """Row ``i``, read with one ``readinto`` (:func:`~nucfuse_datasets.io.files.read_row`)."""
+        arr = np.memmap(self.filename, self.dtype, "r", self.offset, self.shape, self.order)  # type: ignore[call-overload]
+        return read_row(arr, i)
+
+
+def _convert_tile(n: int, i: int, rel: str, images: _Rows, masks: _Rows, tissue: str) -> RawSample:
+    """Tile ``i`` of PanNuke fold ``n``, reading only its rows of ``images.npy`` and ``masks.npy``; runs in a worker."""
+    # one read per tile, not through a memory map: memory stays flat in the fold's size
+    image = tile_image(images.read(i), f"{images.path}[{i}]")
+    instances, classes, overlap = instances_from_channels(masks.read(i), f"{masks.path}[{i}]")
+    extra: dict[str, Any] = {"tissue": tissue, "fold": n, "index": i}
+    if overlap:
+        extra["overlap_pixels"] = overlap
+    return RawSample(
+        sample_id=f"fold{n}_{i:04d}",
+        split=f"fold{n}",
+        image=image,
+        instances=instances,
+        classes=classes,
+        meta={
+            "organ": _ORGAN_NAMES.get(tissue, tissue.replace("_", " ").lower()),
+            "magnification": 40.0,
+            "original_file": f"{rel}/images/fold{n}/images.npy[{i}]",
+            "extra": extra,
+        },
+    )

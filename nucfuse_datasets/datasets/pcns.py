@@ -30,6 +30,7 @@ from pathlib import Path
 
 from nucfuse_datasets.datasets._base import ExpectedCount, NucleiDataset, PaperStats, Sources
 from nucfuse_datasets.datasets._labels import read_instance_map
+from nucfuse_datasets.datasets._parallel import Job, Skipped
 from nucfuse_datasets.datasets._registry import register
 from nucfuse_datasets.errors import InvalidSourceError
 from nucfuse_datasets.io.download import Resource
@@ -239,7 +240,7 @@ class PCNS(NucleiDataset):
             return super()._content_root(res, base, max_depth)
         return base if base.is_dir() and _has_labels(base) else None
 
-    def _convert(self, sources: Sources) -> Iterator[RawSample]:
+    def _convert(self, sources: Sources) -> Iterator[Job | Skipped]:
         base = sources["main"]
         crosswalk = parse_crosswalk(sources["crosswalk"]) if "crosswalk" in sources else None
         images, labels = _index(base)
@@ -253,41 +254,43 @@ class PCNS(NucleiDataset):
             raise InvalidSourceError(f"{base}: no '<id>{IMAGE_SUFFIX}' patches found; not the PCNS manual set")
         for pid in sorted(images, key=_sort_key):
             if pid not in labels:
-                self._skip(f"patch without {LABEL_SUFFIX}")
+                yield Skipped(f"patch without {LABEL_SUFFIX}")  # counted in order with the tiles
                 continue
-            yield self._convert_one(pid, base, images[pid], labels[pid], crosswalk)
+            # one job per patch, with its own crosswalk row (the table is parsed once, here)
+            entry = crosswalk.get(pid) if crosswalk is not None else None
+            yield Job(_convert_one, (pid, base, images[pid], labels[pid], crosswalk is not None, entry))
 
-    @staticmethod
-    def _convert_one(
-        pid: str, base: Path, image_path: Path, label_path: Path, crosswalk: dict[str, dict[str, str]] | None
-    ) -> RawSample:
-        image = to_rgb_uint8(read_image(image_path), image_path)
-        instances, encoding = read_instance_map(label_path)
-        if instances.shape != image.shape[:2]:
-            raise InvalidSourceError(
-                f"{label_path}: label map shape {instances.shape} differs from the patch {image.shape[:2]}"
-            )
-        extra: dict[str, str | bool] = {"patch_id": pid}
-        if encoding != "integer":
-            extra["label_encoding"] = encoding
-        organ = None
-        if crosswalk is not None:
-            entry = crosswalk.get(pid)
-            extra["in_crosswalk"] = entry is not None
-            if entry:
-                if "cancer_type" in entry:
-                    extra["cancer_type"] = entry["cancer_type"]
-                    organ = CANCER_ORGANS.get(entry["cancer_type"])
-                if "tcga_id" in entry:
-                    extra["tcga_id"] = entry["tcga_id"]
-        return RawSample(
-            sample_id=pid,
-            split="all",
-            image=image,
-            instances=instances,
-            meta={
-                "organ": organ,
-                "original_file": image_path.relative_to(base).as_posix(),
-                "extra": extra,
-            },
+
+def _convert_one(
+    pid: str, base: Path, image_path: Path, label_path: Path, has_crosswalk: bool, entry: dict[str, str] | None
+) -> RawSample:
+    """One PCNS patch (``entry``: its crosswalk row, ``None`` if absent); runs in a worker."""
+    image = to_rgb_uint8(read_image(image_path), image_path)
+    instances, encoding = read_instance_map(label_path)
+    if instances.shape != image.shape[:2]:
+        raise InvalidSourceError(
+            f"{label_path}: label map shape {instances.shape} differs from the patch {image.shape[:2]}"
         )
+    extra: dict[str, str | bool] = {"patch_id": pid}
+    if encoding != "integer":
+        extra["label_encoding"] = encoding
+    organ = None
+    if has_crosswalk:
+        extra["in_crosswalk"] = entry is not None
+        if entry:
+            if "cancer_type" in entry:
+                extra["cancer_type"] = entry["cancer_type"]
+                organ = CANCER_ORGANS.get(entry["cancer_type"])
+            if "tcga_id" in entry:
+                extra["tcga_id"] = entry["tcga_id"]
+    return RawSample(
+        sample_id=pid,
+        split="all",
+        image=image,
+        instances=instances,
+        meta={
+            "organ": organ,
+            "original_file": image_path.relative_to(base).as_posix(),
+            "extra": extra,
+        },
+    )

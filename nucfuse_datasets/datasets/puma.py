@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from nucfuse_datasets.datasets._base import ExpectedCount, NucleiDataset, PaperStats, Sources, find_marker
+from nucfuse_datasets.datasets._parallel import Job, report_skip
 from nucfuse_datasets.datasets._raster import fill_polygon
 from nucfuse_datasets.datasets._registry import register
 from nucfuse_datasets.errors import InvalidSourceError
@@ -307,7 +308,7 @@ class PUMA(NucleiDataset):
         )
         return _find_dir(base, res.marker or "", pattern, max_depth)
 
-    def _convert(self, sources: Sources) -> Iterator[RawSample]:
+    def _convert(self, sources: Sources) -> Iterator[Job]:
         rois: dict[str, Path] = {}
         for p in sorted(sources["rois"].iterdir()):
             if p.suffix.lower() not in (".tif", ".tiff") or p.name.startswith("."):
@@ -329,24 +330,26 @@ class PUMA(NucleiDataset):
         if not rois:
             raise InvalidSourceError(f"{sources['rois']}: no training_set_*_roi_*.tif files")
         for stem in sorted(rois):
-            yield self._convert_one(stem, rois[stem], nuclei[stem])
+            yield Job(_convert_one, (stem, rois[stem], nuclei[stem]))  # read and rasterised in a worker
 
-    def _convert_one(self, stem: str, tif: Path, geojson: Path) -> RawSample:
-        m = _STEM.match(stem)
-        if m is None:
-            raise InvalidSourceError(f"{tif}: unexpected ROI name (expected training_set_<primary|metastatic>_roi_NNN)")
-        image = to_rgb_uint8(read_image(tif), tif)
-        features = parse_nuclei_geojson(geojson, skip=self._skip)
-        instances, classes = rasterize_features(features, image.shape[:2], skip=self._skip)
-        return RawSample(
-            sample_id=stem,
-            split="all",
-            image=image,
-            instances=instances,
-            classes=classes,
-            meta={
-                "magnification": 40.0,
-                "original_file": f"{ROI_DIR}/{tif.name}",
-                "extra": {"melanoma": m.group(1), "roi": int(m.group(2))},
-            },
-        )
+
+def _convert_one(stem: str, tif: Path, geojson: Path) -> RawSample:
+    """One PUMA ROI: its TIFF and rasterised nuclei (skipped features reported); runs in a worker."""
+    m = _STEM.match(stem)
+    if m is None:
+        raise InvalidSourceError(f"{tif}: unexpected ROI name (expected training_set_<primary|metastatic>_roi_NNN)")
+    image = to_rgb_uint8(read_image(tif), tif)
+    features = parse_nuclei_geojson(geojson, skip=report_skip)
+    instances, classes = rasterize_features(features, image.shape[:2], skip=report_skip)
+    return RawSample(
+        sample_id=stem,
+        split="all",
+        image=image,
+        instances=instances,
+        classes=classes,
+        meta={
+            "magnification": 40.0,
+            "original_file": f"{ROI_DIR}/{tif.name}",
+            "extra": {"melanoma": m.group(1), "roi": int(m.group(2))},
+        },
+    )

@@ -24,6 +24,7 @@ from typing import Any
 
 from nucfuse_datasets.datasets._base import ExpectedCount, NucleiDataset, Option, PaperStats, Sources
 from nucfuse_datasets.datasets._labels import binary_to_instances, read_binary_mask
+from nucfuse_datasets.datasets._parallel import Job
 from nucfuse_datasets.datasets._registry import register
 from nucfuse_datasets.errors import InvalidSourceError
 from nucfuse_datasets.io.download import Resource
@@ -126,7 +127,7 @@ class TNBC(NucleiDataset):
     declared_options = (Option("source", "v1.1", tuple(r.key for r in resources), "which upstream copy"),)
     source: str
 
-    def _convert(self, sources: Sources) -> Iterator[RawSample]:
+    def _convert(self, sources: Sources) -> Iterator[Job]:
         top = sources[self.source] / TOP
         slides = sorted(
             (p for p in top.iterdir() if p.is_dir() and _SLIDE.match(p.name)), key=lambda p: _natural(p.name)
@@ -145,24 +146,25 @@ class TNBC(NucleiDataset):
                     f"{sorted(set(images) - set(masks))[:5]}, GT without image: {sorted(set(masks) - set(images))[:5]})"
                 )
             for stem in sorted(images, key=_natural):
-                yield self._convert_one(stem, patient, images[stem], masks[stem])
+                yield Job(_convert_one, (stem, patient, images[stem], masks[stem]))  # read in a worker
 
-    @staticmethod
-    def _convert_one(stem: str, patient: str, image_path: Path, mask_path: Path) -> RawSample:
-        image = to_rgb_uint8(read_image(image_path), image_path)
-        mask = read_binary_mask(mask_path)
-        if mask.shape != image.shape[:2]:
-            raise InvalidSourceError(f"{mask_path}: mask shape {mask.shape} differs from image {image.shape[:2]}")
-        instances = binary_to_instances(mask, connectivity=CONNECTIVITY, max_hole=MAX_HOLE)
-        return RawSample(
-            sample_id=stem,
-            split="all",
-            image=image,
-            instances=instances,
-            meta={
-                "organ": "breast",
-                "magnification": 40.0,
-                "original_file": f"{TOP}/Slide_{patient}/{image_path.name}",
-                "extra": {"patient": patient},
-            },
-        )
+
+def _convert_one(stem: str, patient: str, image_path: Path, mask_path: Path) -> RawSample:
+    """One TNBC tile: its image and the connected components of its binary ground truth; runs in a worker."""
+    image = to_rgb_uint8(read_image(image_path), image_path)
+    mask = read_binary_mask(mask_path)
+    if mask.shape != image.shape[:2]:
+        raise InvalidSourceError(f"{mask_path}: mask shape {mask.shape} differs from image {image.shape[:2]}")
+    instances = binary_to_instances(mask, connectivity=CONNECTIVITY, max_hole=MAX_HOLE)
+    return RawSample(
+        sample_id=stem,
+        split="all",
+        image=image,
+        instances=instances,
+        meta={
+            "organ": "breast",
+            "magnification": 40.0,
+            "original_file": f"{TOP}/Slide_{patient}/{image_path.name}",
+            "extra": {"patient": patient},
+        },
+    )
