@@ -172,10 +172,12 @@ class Lease:
         self.header[flag] = 1
         return (self.path, self.pid, self.slot, self.offset, self.nbytes, entries)
 
-    def set_classes(self, views: list[Any], parts: list[tuple[int, tuple[int, ...]] | None]) -> list[Any]:
+    def set_classes(self, views: list[Any]) -> list[Any]:
         """Record the per-sample class lookups made as views of ``tensors["classes"]``; returns the list."""
+        base = self.tensors["classes"].storage_offset()
         self._class_views = list(views)
-        self.classes, self.class_parts = views, parts
+        self.classes = views
+        self.class_parts = [None if v is None else (v.storage_offset() - base, tuple(v.shape)) for v in views]
         return views
 
 

@@ -397,12 +397,7 @@ def collate(batch: Sequence[Sample | dict[str, Any]]) -> dict[str, Any]:
         return tensor
 
     if lease is not None and "classes" in lease.tensors:
-        views = _class_lookups(lookups, lease.tensors["classes"])
-        parts, start = [], 0
-        for a in lookups:
-            parts.append(None if a is None else (start, a.shape))
-            start += 0 if a is None else a.size
-        classes = lease.set_classes(views, parts)
+        classes = lease.set_classes(_class_lookups(lookups, lease.tensors["classes"]))
     else:
         classes = _class_lookups(lookups)
     out: dict[str, Any] = {

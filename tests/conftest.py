@@ -19,6 +19,18 @@ REALDATA = Path(__file__).resolve().parents[1].parent / "shared" / "realdata"
 ORACLE = Path(__file__).resolve().parents[1].parent / "shared" / "metric_oracle"
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """One intra-op torch thread for a test module: on a shared 2-core runner two threads make the CPU forward and
+    backward passes of the recipe tests 10-20x slower, and the results do not depend on it."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def realdata(sub: str) -> Path:
     """Path of a real-data folder, or skip the test with a reason naming it."""
     path = REALDATA / sub

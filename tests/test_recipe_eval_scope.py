@@ -26,15 +26,10 @@ from nucfuse_datasets.benchmark.protocol import PAPER_RANKING, top_k
 REPO = Path(__file__).resolve().parents[1]
 SYN = {"n_tiles": 15, "tile_size": 256}
 
-pytestmark = pytest.mark.filterwarnings("ignore:.*randomly initialised.*:UserWarning")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:.*randomly initialised.*:UserWarning"),
+    pytest.mark.usefixtures("one_torch_thread"),
+]
 
 
 def _checkpoint(tmp_path: Path, data: dict, eval_section: dict | None = None) -> Path:

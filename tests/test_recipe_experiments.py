@@ -18,7 +18,10 @@ from nucfuse_datasets.errors import ArgumentError
 
 REPO = Path(__file__).resolve().parents[1]
 
-pytestmark = pytest.mark.filterwarnings("ignore:.*randomly initialised.*:UserWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:.*randomly initialised.*:UserWarning"),
+    pytest.mark.usefixtures("one_torch_thread"),
+]
 
 SOURCES = "a=synthetic,b=synthetic"
 OPTIONS = [
@@ -26,14 +29,6 @@ OPTIONS = [
     for tag, seed in (("a", 1), ("b", 2))
     for key, value in (("n_tiles", 20), ("tile_size", 256), ("seed", seed))
 ]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _commands(out: str) -> list[list[str]]:

@@ -32,14 +32,7 @@ from nucfuse_datasets.errors import ArgumentError
 from nucfuse_datasets.schema import Sample, SampleMeta
 from nucfuse_datasets.transforms.targets import HoVerNetTargets, NucleusTargets, hv_maps, three_class_map
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine, two threads make these CPU forward passes 10-20x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _n_params(module: torch.nn.Module) -> int:

@@ -36,16 +36,10 @@ from nucfuse_datasets.errors import ArgumentError
 REPO = Path(__file__).resolve().parents[1]
 SPECS = {"hovernext": HOVERNEXT, "cellvit": CELLVIT}
 
-pytestmark = pytest.mark.filterwarnings("ignore:.*randomly initialised.*:UserWarning")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: much faster than 2 on a busy 2-core runner, and the results do not depend on it."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:.*randomly initialised.*:UserWarning"),
+    pytest.mark.usefixtures("one_torch_thread"),
+]
 
 
 @pytest.fixture(scope="module")

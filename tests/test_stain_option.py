@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 pytest.importorskip("timm")
 
@@ -24,7 +23,10 @@ from nucfuse_datasets.transforms.stain import MacenkoNormalizer, StainAugment, e
 
 REPO = Path(__file__).resolve().parents[1]
 
-pytestmark = pytest.mark.filterwarnings("ignore:.*randomly initialised.*:UserWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:.*randomly initialised.*:UserWarning"),
+    pytest.mark.usefixtures("one_torch_thread"),
+]
 
 # two H&E looks, clearly apart from the synthetic tiles' own stains
 REF_STAINS = (
@@ -48,14 +50,6 @@ def references(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[np.
     path = tmp_path_factory.mktemp("stain") / "refs.json"
     path.write_text(json.dumps([est.to_dict() for est in estimates]))
     return path, [est.stain_matrix for est in estimates]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _sets(refs: Path, p: float = 1.0) -> list[str]:
