@@ -41,6 +41,8 @@ bench: install
 	$(BIN)/python benchmarks/prepare.py
 	$(BIN)/python benchmarks/stain.py
 	$(BIN)/python benchmarks/augment.py
+	@if [ -n "$(OFFICIAL)" ]; then $(BIN)/python benchmarks/class_metrics.py --official $(OFFICIAL); \
+	else echo "benchmarks/class_metrics.py skipped: pass OFFICIAL=<folder with the official PanNuke-metrics, CoNIC and hover_net clones> (see its docstring)"; fi
 
 clean:
 	rm -rf $(VENV) site demo-output .pytest_cache .ruff_cache

@@ -6,6 +6,14 @@ Example:
     True
 
 The heavier entry points (``NucFuseTrain``, ``NucFuseTest``, ``metrics``) are imported lazily.
+
+Layout, in the order data flows: :mod:`~nucfuse_datasets.io` (bytes in: downloads, archives, safe readers, the
+prepared store) → :mod:`~nucfuse_datasets.datasets` (one module per source dataset, the registry) →
+:mod:`~nucfuse_datasets.transforms` (stain, targets, adapters, post-processing) → :mod:`~nucfuse_datasets.metrics`
+(scoring one image, class-agnostic and class-aware) → :mod:`~nucfuse_datasets.benchmark` (NucFuse-test/train,
+evaluation, the paper's analyses) → :mod:`~nucfuse_datasets.export` (Hugging Face, WebDataset), with
+:mod:`~nucfuse_datasets.cli` (the ``nucfuse`` command) over them. ``errors``, ``schema`` and ``_labelmap`` are the
+vocabulary every stage shares.
 """
 
 from __future__ import annotations
@@ -13,12 +21,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from nucfuse_datasets import errors
-from nucfuse_datasets._registry import get_dataset, get_dataset_class, list_datasets
 from nucfuse_datasets._version import __version__
+from nucfuse_datasets.datasets._registry import get_dataset, get_dataset_class, list_datasets
 from nucfuse_datasets.schema import Sample, SampleMeta, collate
 
 if TYPE_CHECKING:  # pragma: no cover
     from nucfuse_datasets.benchmark.composite import NucFuseTest, NucFuseTrain
+    from nucfuse_datasets.benchmark.evaluation import evaluate
 
 __all__ = [
     "NucFuseTest",
@@ -28,12 +37,17 @@ __all__ = [
     "__version__",
     "collate",
     "errors",
+    "evaluate",
     "get_dataset",
     "get_dataset_class",
     "list_datasets",
 ]
 
-_LAZY = {"NucFuseTrain": "nucfuse_datasets.benchmark.composite", "NucFuseTest": "nucfuse_datasets.benchmark.composite"}
+_LAZY = {
+    "NucFuseTrain": "nucfuse_datasets.benchmark.composite",
+    "NucFuseTest": "nucfuse_datasets.benchmark.composite",
+    "evaluate": "nucfuse_datasets.benchmark.evaluation",
+}
 #: ``nucfuse_datasets.<name>`` -> the module it is (imported on first use)
 _SUBMODULES = (
     {name: f"nucfuse_datasets.{name}" for name in ("metrics", "baselines", "export", "transforms")}
@@ -55,7 +69,7 @@ def __getattr__(name: str) -> Any:
         import importlib
 
         return getattr(importlib.import_module(_LAZY[name]), name)
-    from nucfuse_datasets._registry import dataset_classes
+    from nucfuse_datasets.datasets._registry import dataset_classes
 
     for cls in dataset_classes():
         if cls.__name__ == name:

@@ -44,6 +44,8 @@ __all__ = [
     "TestSetMismatchError",
     "UnexpectedContentError",
     "UnsafeArchiveError",
+    "UnsafePickleWarning",
+    "UnsafePredictionError",
 ]
 
 
@@ -164,6 +166,14 @@ class DependencyNotFoundError(NucFuseError, ImportError):
     """An optional dependency is missing; the message names the pip extra that provides it."""
 
 
+class UnsafePredictionError(InvalidPredictionError):
+    """A prediction file needs ``pickle`` to load (Cellpose's ``_seg.npy``, an object ``.npy``), which can run code.
+
+    Refused unless the caller trusts the file and passes ``allow_pickle=True`` (CLI: ``--allow-pickle``); the
+    message names the file and the pickle-free alternative (e.g. Cellpose's ``--save_png`` masks).
+    """
+
+
 class NucFuseWarning(UserWarning):
     """Base class of the library's warnings."""
 
@@ -188,3 +198,7 @@ class MissingPredictionWarning(NucFuseWarning):
 
 class CountMismatchWarning(NucFuseWarning):
     """Prepared data holds a different number of tiles or nuclei than the source or the paper publishes."""
+
+
+class UnsafePickleWarning(NucFuseWarning):
+    """A prediction file was unpickled because the caller passed ``allow_pickle=True`` (trusted files only)."""

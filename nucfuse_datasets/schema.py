@@ -300,16 +300,12 @@ def _chw_into(dst: np.ndarray, src: np.ndarray) -> None:
         dst[...] = src.transpose(2, 0, 1)
 
 
-def _class_lookups(arrays: list[np.ndarray | None], buffer: Any = None) -> list[Any]:
-    """Per-sample class lookups as tensors that are views of one buffer (one shared-memory block in a worker).
-
-    ``buffer``: a preallocated 1-D tensor of the total length (a worker's slot), else one is allocated.
-    """
+def _class_lookups(arrays: list[np.ndarray | None]) -> list[Any]:
+    """Per-sample class lookups as tensors that are views of one buffer (one shared-memory block in a worker)."""
     present = [a for a in arrays if a is not None]
     if not present:
         return [None] * len(arrays)
-    if buffer is None:
-        buffer = _batch_tensor((sum(a.size for a in present),), np.result_type(*present))
+    buffer = _batch_tensor((sum(a.size for a in present),), np.result_type(*present))
     flat = buffer.numpy()
     out: list[Any] = []
     start = 0
@@ -331,12 +327,11 @@ def collate(batch: Sequence[Sample | dict[str, Any]]) -> dict[str, Any]:
     ``ignore`` is stacked the same way (``None`` entries become all-False masks when at
     least one sample has a mask). ``classes`` and ``meta`` stay per-sample lists.
 
-    The batch is assembled in one contiguous numpy buffer (channels moved to the front while
+    Each batch tensor is assembled in one contiguous buffer (channels moved to the front while
     copying) and wrapped as a tensor without a further copy, so no multi-threaded
     ``torch.stack`` of permuted views runs, which stalls when the cores are busy. Inside a
-    ``DataLoader`` worker on Linux the buffers are reusable slots of a shared-memory file that
-    the main process maps once, so a batch reaches the main process without a copy; the main
-    process still gets a plain ``dict`` of plain tensors, equal to what ``num_workers=0`` gives.
+    ``DataLoader`` worker the buffer is allocated in shared memory from the start, as torch's
+    ``default_collate`` does, so torch's own worker transfer sends it without another copy.
 
     Example:
         >>> import numpy as np
@@ -347,8 +342,6 @@ def collate(batch: Sequence[Sample | dict[str, Any]]) -> dict[str, Any]:
         torch.Size([2, 3, 8, 8])
     """
     import torch
-
-    from nucfuse_datasets import _shm_batch
 
     items = [b.to_dict() if isinstance(b, Sample) else dict(b) for b in batch]
     if not items:
@@ -364,30 +357,12 @@ def collate(batch: Sequence[Sample | dict[str, Any]]) -> dict[str, Any]:
         ]
     same = len({a.shape[:2] for a in images}) == 1
 
-    lease = None
-    if same:
-        n = len(items)
-        h, w = images[0].shape[:2]
-        specs: dict[str, tuple[tuple[int, ...], np.dtype[Any]]] = {
-            "image": ((n, images[0].shape[2], h, w), np.result_type(*images)),
-            "instances": ((n, h, w), np.result_type(*instances)),
-        }
-        if ignores is not None:
-            specs["ignore"] = ((n, h, w), np.result_type(*ignores))
-        present = [a for a in lookups if a is not None]
-        if present:
-            specs["classes"] = ((sum(a.size for a in present),), np.result_type(*present))
-        lease = _shm_batch.lease(specs)
-
     def stack(key: str, arrays: list[np.ndarray], chw: bool = False) -> Any:
         if not same:
             return [torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1) if chw else a)) for a in arrays]
-        if lease is not None:
-            tensor = lease.tensors[key]
-        else:
-            first = arrays[0]
-            shape = (first.shape[2], *first.shape[:2]) if chw else first.shape
-            tensor = _batch_tensor((len(arrays), *shape), np.result_type(*arrays))
+        first = arrays[0]
+        shape = (first.shape[2], *first.shape[:2]) if chw else first.shape
+        tensor = _batch_tensor((len(arrays), *shape), np.result_type(*arrays))
         out = tensor.numpy()
         for k, a in enumerate(arrays):
             if chw:
@@ -396,10 +371,7 @@ def collate(batch: Sequence[Sample | dict[str, Any]]) -> dict[str, Any]:
                 out[k] = a
         return tensor
 
-    if lease is not None and "classes" in lease.tensors:
-        classes = lease.set_classes(_class_lookups(lookups, lease.tensors["classes"]))
-    else:
-        classes = _class_lookups(lookups)
+    classes = _class_lookups(lookups)
     out: dict[str, Any] = {
         "image": stack("image", images, chw=True),
         "instances": stack("instances", instances),
@@ -408,4 +380,4 @@ def collate(batch: Sequence[Sample | dict[str, Any]]) -> dict[str, Any]:
         "meta": [it["meta"] if isinstance(it["meta"], dict) else dict(it["meta"]) for it in items],
         "ignore": None if ignores is None else stack("ignore", ignores),
     }
-    return out if lease is None else lease.wrap(out)
+    return out

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from nucfuse_datasets._registry import get_dataset_class
+from nucfuse_datasets.datasets._registry import get_dataset_class
 from nucfuse_datasets.io.download import use_downloader
 from nucfuse_datasets.io.files import sha256_file
 from tests.fakedata import FakeData, generators

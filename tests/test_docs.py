@@ -143,7 +143,7 @@ def test_site_renders_generated_and_included_content(site: Path) -> None:
     api = (site / "api" / "nucfuse" / "index.html").read_text(encoding="utf-8")
     assert "NucFuseTest" in api and "select_test_tiles" in api
     datasets_api = (site / "api" / "datasets" / "index.html").read_text(encoding="utf-8")
-    for cls in nf._registry.dataset_classes():
+    for cls in nf.datasets._registry.dataset_classes():
         assert cls.__name__ in datasets_api
     cli = (site / "cli" / "index.html").read_text(encoding="utf-8")
     assert "nucfuse export-test" in cli and "--predictions" in cli

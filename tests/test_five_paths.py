@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nucfuse_datasets._registry import get_dataset_class
+from nucfuse_datasets.datasets._registry import get_dataset_class
 from nucfuse_datasets.errors import ChecksumError, DatasetNotFoundError, ManualDownloadRequired
 from tests.conftest import copy_archives, copy_native, tree_files
 from tests.fakedata import generators

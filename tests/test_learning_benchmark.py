@@ -86,10 +86,11 @@ def test_learning_benchmark_parallel_quick(tmp_path: Path) -> None:
     assert bench.main(argv) == 0
     (res,) = json.loads((out / "summary.json").read_text())["recipes"]
     assert res["steps"] == 4 and res["train_cpu_seconds"] > 0 and res["train_seconds"] > 0
-    refs = json.loads((out / "stain_references.json").read_text())["references"]
-    assert len(refs) == 5  # one per MoNuSeg training organ present locally (liver, breast, kidney, prostate, colon)
     ckpt = torch.load(out / "hovernext" / "best.pt", map_location="cpu", weights_only=False)
     assert ckpt["config"]["data"]["stain"]["enabled"] is True
+    # the option's own default: the library fits the organs present (5 of 7 locally), no benchmark workaround
+    assert ckpt["config"]["data"]["stain"].get("references", "monuseg") == "monuseg"
+    assert not (out / "stain_references.json").exists()
 
 
 @pytest.mark.slow

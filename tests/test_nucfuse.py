@@ -499,7 +499,7 @@ def test_cli_export_evaluate_report_splits(tmp_path, capsys):
 
 
 def test_demo_writes_reports(tmp_path):
-    from nucfuse_datasets.demo import run_demo
+    from nucfuse_datasets.cli.demo import run_demo
 
     assert run_demo(out=tmp_path / "out") == 0
     report = EvaluationReport.from_json((tmp_path / "out" / "report.json").read_text())

@@ -102,9 +102,9 @@ def test_text_numbers_agree_with_the_tables_except_the_documented_ones():
 
 
 def test_old_constants_are_views_of_the_data():
-    from nucfuse_datasets._registry import PAPER_RANKING
     from nucfuse_datasets.benchmark.analysis import PAPER_TRAIN_PATCHES
     from nucfuse_datasets.benchmark.protocol import PAPER_TABLE2_PQ
+    from nucfuse_datasets.datasets._registry import PAPER_RANKING
 
     assert paper.ranking() == PAPER_RANKING
     assert PAPER_TABLE2_PQ["monusac"] == (47.28, 40.40) and list(PAPER_TABLE2_PQ) == list(PAPER_RANKING)
@@ -112,7 +112,7 @@ def test_old_constants_are_views_of_the_data():
 
 
 def test_dataset_classes_carry_table1():
-    from nucfuse_datasets._registry import get_dataset_class
+    from nucfuse_datasets.datasets._registry import get_dataset_class
 
     for key, row in paper.table1().items():
         if key.startswith("nucfuse"):

@@ -7,6 +7,7 @@ own tile counts (``tests/fakedata``), from file names built in the test, or from
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
 import warnings
@@ -138,6 +139,37 @@ def test_one_archive_two_splits_converts_only_the_asked_split(name, tmp_path, fa
     grown = PreparedStore(train.store_path)
     assert grown.splits == ("test", "train") and len(grown.samples) == fake.tiles["all"]
     assert grown.verify(full=True) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "parts"),
+    [
+        ("consep", {"train": "CoNSeP/Train", "test": "CoNSeP/Test"}),
+        ("cpm17", {"train": "cpm17/train", "test": "cpm17/test"}),
+    ],
+)
+def test_one_split_folder_of_a_two_split_archive(name, parts, tmp_path, fake_factory):
+    """Issue 24: an extracted CoNSeP (or CPM-17) folder holding only ``Train/`` did not serve ``split="train"``
+    (DatasetNotFoundError for the whole archive), although MoNuSeg's test folder alone serves ``split="test"``."""
+    fake = fake_factory(name)
+    _native_only(fake, tmp_path, name, [parts["train"]])
+    train = nf.get_dataset(name, root=tmp_path, split="train", **fake.options)
+    assert len(train) == fake.tiles["train"]
+    assert {train.meta(i).split for i in range(len(train))} == {"train"}
+    assert PreparedStore(train.store_path).splits == ("train",)
+    filename = nf.get_dataset_class(name).resources[0].filename
+    test_marker = parts["test"].split("/")[1] + "/Labels"  # the part the test split needs
+    for split in ("test", "all"):  # the test part is not there: the archive (or its extracted folder) is asked for
+        with pytest.raises(DatasetNotFoundError, match=re.escape(filename)) as info:
+            nf.get_dataset(name, root=tmp_path, split=split, **fake.options)
+        assert f"extracted folder containing {test_marker!r}" in str(info.value) or split == "all"
+    sources = nf.get_dataset_class(name).info(tmp_path)["local"]["sources"]
+    assert sources == {name: "extracted folder present (split train only)"}
+    _native_only(fake, tmp_path, name, [parts["test"]])  # the other part arrives: the same store grows
+    full = nf.get_dataset(name, root=tmp_path, **fake.options)
+    assert len(full) == fake.tiles["all"]
+    assert set(PreparedStore(full.store_path).splits) == {"train", "test"}
+    assert nf.get_dataset_class(name).info(tmp_path)["local"]["sources"] == {name: "extracted folder present"}
 
 
 def test_repair_rebuilds_the_splits_the_store_holds(tmp_path, fake_factory, capsys):
@@ -444,7 +476,7 @@ def test_plot_sample_crop_zoom_and_thicker_contours():
 def test_demo_pictures(tmp_path):
     pytest.importorskip("matplotlib")
     from nucfuse_datasets.baselines import ClassicalBaseline
-    from nucfuse_datasets.demo import write_pictures
+    from nucfuse_datasets.cli.demo import write_pictures
 
     test = _synthetic_test(tmp_path / "data")
     report = test.evaluate(ClassicalBaseline(), progress=False)

@@ -14,6 +14,7 @@ from nucfuse_datasets.transforms.postprocess import (
     crop_to_shape,
     hv_watershed,
     hv_watershed_params,
+    instance_classes,
     pad_to_multiple,
     predict_instances,
     sliding_window_predict,
@@ -221,3 +222,78 @@ def test_predict_instances_bad_inputs():
         predict_instances(lambda x: x[:, :2], image, **kw)
     with pytest.raises(ArgumentError):
         predict_instances(_decode, image[..., 0], **kw)
+
+
+def test_predict_instances_passes_extra_channels_through():
+    """A class-aware adapter appends type probabilities: the instances are the same, the extra maps come back."""
+    inst = _touching_nuclei(4, shape=(100, 90))
+    image = _encode(inst)
+    kw = {"mean": (0.5,) * 3, "std": (0.5,) * 3}
+
+    def typed(x):  # pointwise, like _decode: p(class 1) = 0.9 on nuclei, 0.1 elsewhere
+        p = 0.1 + 0.8 * (x[:, :1] + 1.0) / 2.0
+        return torch.cat([_decode(x), 1.0 - p, p], dim=1)
+
+    plain = predict_instances(_decode, image, **kw)
+    pred, maps = predict_instances(typed, image, return_maps=True, **kw)
+    np.testing.assert_array_equal(pred, plain)
+    assert maps.shape == (5, 100, 90)
+    np.testing.assert_allclose(maps[4], np.where(inst > 0, 0.9, 0.1), atol=1e-6)
+    _, tiled = predict_instances(typed, image, tile=64, overlap=16, return_maps=True, **kw)
+    np.testing.assert_allclose(tiled[3:], maps[3:], atol=1e-6)
+
+
+# --------------------------------------------------------------------------- instance_classes (HoVer-Net's vote)
+def _hovernet_vote(inst: np.ndarray, types: np.ndarray) -> np.ndarray:
+    """HoVer-Net's loop as its post_proc.process describes it: per instance, np.unique of the types, a stable sort
+    by pixel count (descending); the first, unless it is 0 and there is a second."""
+    out = np.zeros(int(inst.max()) + 1, np.int64)
+    for i in np.unique(inst[inst > 0]):
+        values, counts = np.unique(types[inst == i], return_counts=True)
+        order = sorted(zip(values.tolist(), counts.tolist(), strict=True), key=lambda t: t[1], reverse=True)
+        pick = order[0][0]
+        if pick == 0 and len(order) > 1:
+            pick = order[1][0]
+        out[i] = pick
+    return out
+
+
+def test_instance_classes_hand_computed_cases():
+    inst = np.array(
+        [
+            [1, 1, 1, 1, 0, 5, 5, 5],
+            [2, 2, 2, 2, 0, 5, 5, 5],
+            [3, 3, 3, 0, 0, 9, 9, 0],
+            [4, 4, 4, 4, 4, 4, 0, 0],
+        ]
+    )
+    types = np.array(
+        [
+            [2, 2, 1, 0, 0, 0, 0, 0],  # 1: two 2s beat one 1 and one 0 -> 2;    5: 0 0 0 | 3 0 0 -> 3 (0 is skipped)
+            [0, 0, 0, 3, 0, 3, 0, 0],  # 2: three 0s, one 3 -> 3 (background only when alone)
+            [0, 0, 0, 0, 0, 0, 0, 0],  # 3: only background -> 0;               9: only background -> 0
+            [1, 1, 2, 2, 0, 0, 0, 0],  # 4: 1 1 2 2 0 0 -> tie of 1 and 2 behind 0 -> 1 (the smaller id)
+        ]
+    )
+    got = instance_classes(inst, types)
+    assert got.dtype == np.int64
+    assert got.tolist() == [0, 2, 3, 0, 1, 3, 0, 0, 0, 0]  # ids 6, 7, 8 are absent -> 0
+    assert got.tolist() == _hovernet_vote(inst, types).tolist()
+    assert instance_classes(np.zeros((3, 3), int), np.ones((3, 3), int)).tolist() == [0]
+    assert instance_classes(np.array([[7, 7]]), np.array([[2, 1]])).tolist() == [0] * 7 + [1]  # tie: smaller id
+
+
+def test_instance_classes_equals_hovernets_loop_on_random_maps():
+    rng = np.random.default_rng(7)
+    inst = _touching_nuclei(6, shape=(80, 80)) * 3  # sparse ids
+    for _ in range(5):
+        types = rng.integers(0, 4, inst.shape)
+        types[rng.random(inst.shape) < 0.4] = 0
+        np.testing.assert_array_equal(instance_classes(inst, types), _hovernet_vote(inst, types))
+
+
+def test_instance_classes_bad_inputs():
+    with pytest.raises(ArgumentError, match="type_map"):
+        instance_classes(np.zeros((4, 4), int), np.zeros((4, 5), int))
+    with pytest.raises(ArgumentError):
+        instance_classes(np.zeros((4, 4), int), -np.ones((4, 4), int))

@@ -65,6 +65,35 @@ def test_monuseg_meta_and_splits(monuseg):
     assert sum(m.split == "train" for m in metas.values()) == 8
 
 
+#: Real tiles -> (TCGA project, primary site, meta.organ), from the GDC "Tissue Source Site Codes" rows of their
+#: barcodes' second field (2Z Moffitt, Kidney renal papillary cell carcinoma; HT Case Western - St Joes, Brain Lower
+#: Grade Glioma; 21 Fox Chase, Lung squamous cell carcinoma; 50 University of Pittsburgh, Lung adenocarcinoma;
+#: A7 Christiana and AR Mayo, Breast invasive carcinoma; B0 University of Pittsburgh, Kidney renal clear cell
+#: carcinoma; CH Indivumed and G9 Roswell Park, Prostate adenocarcinoma; NH Candler, Colon adenocarcinoma) and the
+#: organisers' organ sheet for the original training images.
+MONUSEG_TCGA = {
+    "TCGA-2Z-A9J9-01A-01-TS1": ("TCGA-KIRP", "kidney", "kidney"),
+    "TCGA-HT-8564-01Z-00-DX1": ("TCGA-LGG", "brain", "brain"),
+    "TCGA-21-5784-01Z-00-DX1": ("TCGA-LUSC", "lung", "liver"),  # the organisers' "liver": a lung slide
+    "TCGA-50-5931-01Z-00-DX1": ("TCGA-LUAD", "lung", "liver"),
+    "TCGA-A7-A13E-01Z-00-DX1": ("TCGA-BRCA", "breast", "breast"),
+    "TCGA-AR-A1AK-01Z-00-DX1": ("TCGA-BRCA", "breast", "breast"),
+    "TCGA-B0-5698-01Z-00-DX1": ("TCGA-KIRC", "kidney", "kidney"),
+    "TCGA-CH-5767-01Z-00-DX1": ("TCGA-PRAD", "prostate", "prostate"),
+    "TCGA-G9-6362-01Z-00-DX1": ("TCGA-PRAD", "prostate", "prostate"),
+    "TCGA-NH-A8F7-01A-01-TS1": ("TCGA-COAD", "colon", "colon"),
+}
+
+
+def test_monuseg_tcga_project_site_and_organ(monuseg):
+    """Issue 24: the test tiles had ``organ = None``; every tile now has its TSS code's project and primary site."""
+    got = {}
+    for i in range(len(monuseg)):
+        m = monuseg.meta(i)
+        got[m.sample_id] = (m.extra["tcga_project"], m.extra["primary_site"], m.organ)
+    assert got == MONUSEG_TCGA
+
+
 def test_monuseg_lzw_training_image_matches_pillow(monuseg):
     from PIL import Image
 

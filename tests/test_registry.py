@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 import nucfuse_datasets as nf
-from nucfuse_datasets._registry import PAPER_RANKING
+from nucfuse_datasets.datasets._registry import PAPER_RANKING
 from nucfuse_datasets.errors import ArgumentError
 from nucfuse_datasets.io.config import resolve_root
 

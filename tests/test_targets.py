@@ -17,6 +17,7 @@ from nucfuse_datasets.transforms.targets import (
     hv_maps,
     nucleus_map,
     three_class_map,
+    type_map,
 )
 
 
@@ -180,3 +181,32 @@ def test_nucleus_targets_accepts_mapping():
     np.testing.assert_array_equal(out["hv"], hv_maps(inst, one_based=False))
     with pytest.raises(ArgumentError):
         NucleusTargets()({"image": np.zeros((2, 2, 3), np.uint8)})
+
+
+def test_type_map_is_the_class_of_each_pixels_nucleus():
+    inst = np.array([[0, 1, 1], [2, 2, 0], [0, 0, 4]], np.int32)
+    classes = np.array([0, 2, 1, 0, 3], np.int32)  # id 3 absent; id 4 -> class 3
+    assert type_map(inst, classes).tolist() == [[0, 2, 2], [1, 1, 0], [0, 0, 3]]  # written out by hand
+    meta = SampleMeta(dataset="demo", sample_id="a", split="train")
+    sample = Sample(
+        image=np.zeros((3, 3, 3), np.uint8),
+        instances=inst,
+        classes=classes,
+        class_names=("background", "a", "b", "c"),
+        meta=meta,
+    )
+    for targets in (NucleusTargets(type_map=True), HoVerNetTargets(type_map=True)):
+        out = pickle.loads(pickle.dumps(targets))(sample)
+        assert out["type_map"].dtype == np.int32 and out["type_map"].tolist() == [[0, 2, 2], [1, 1, 0], [0, 0, 3]]
+    assert "type_map" not in HoVerNetTargets()(sample)  # off by default: the binary recipes' targets
+    assert "type_map=True" in repr(NucleusTargets(type_map=True)) and "type_map" not in repr(NucleusTargets())
+
+
+def test_type_map_errors_name_the_fix():
+    inst = np.array([[0, 1], [2, 2]], np.int32)
+    with pytest.raises(ArgumentError, match="keep_classes=True"):
+        NucleusTargets(type_map=True)({"image": np.zeros((2, 2, 3), np.uint8), "instances": inst})
+    with pytest.raises(ArgumentError, match="2 entries but the largest instance id is 2"):
+        type_map(inst, np.array([0, 1]))
+    with pytest.raises(ArgumentError, match="1-D lookup of non-negative integers"):
+        type_map(inst, np.array([0.0, 1.0, 1.0]))

@@ -276,8 +276,8 @@ def counts_markdown() -> str:
 
 def test_ids_markdown() -> str:
     """State of the shipped NucFuse-test id lists (``nucfuse_datasets/benchmark/splits/nucfuse_test.json``)."""
-    from nucfuse_datasets._registry import get_dataset_class
     from nucfuse_datasets.benchmark.protocol import shipped_test_lists
+    from nucfuse_datasets.datasets._registry import get_dataset_class
 
     doc = shipped_test_lists()
     lines = ["| dataset | drawn from | ids | sha256 of the id list |", "|---|---|---|---|"]
@@ -391,7 +391,7 @@ def registry_entry_markdown(name: str, with_citation: bool = True) -> str:
 
 def dataset_classes_markdown() -> str:
     """One mkdocstrings block per registered dataset class (rendered by the mkdocstrings plugin)."""
-    from nucfuse_datasets._registry import dataset_classes
+    from nucfuse_datasets.datasets._registry import dataset_classes
 
     blocks = []
     for cls in dataset_classes():

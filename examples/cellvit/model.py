@@ -170,7 +170,8 @@ class CellViT256(nn.Module):
         pretrained_path: local HIPT ``vit256_small_dino.pth`` (or any DINO ViT-S/16
             checkpoint). Never downloaded; without it the encoder is randomly initialised and
             a warning says the paper's numbers assume HIPT pretraining.
-        num_nuclei_classes: channels of ``nuclei_type_map`` (2: background, nucleus).
+        num_nuclei_classes: channels of ``nuclei_type_map`` (2: background, nucleus; ``K + 1`` for
+            class-aware training, as upstream CellViT's 6 for PanNuke).
         drop_path_rate: encoder stochastic depth (0.1).
         attn_drop_rate: encoder attention dropout (0.1).
         drop_rate: encoder dropout (0).
@@ -261,16 +262,20 @@ def build_cellvit256(pretrained_path: str | Path | None = None, **kwargs: object
     return CellViT256(pretrained_path=pretrained_path, **kwargs)  # type: ignore[arg-type]
 
 
-def cellvit_infer_fn(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+def cellvit_infer_fn(model: nn.Module, *, types: bool = False) -> Callable[[torch.Tensor], torch.Tensor]:
     """Adapter for ``nucfuse_datasets.transforms.postprocess``: ``B×3×H×W`` → ``[p(nucleus), H, V]``.
 
-    ``p(nucleus) > 0.5`` equals the original's argmax over the two softmaxed channels. Call
-    ``model.eval()`` first.
+    ``p(nucleus) > 0.5`` equals the original's argmax over the two softmaxed channels. ``types=True``
+    (a class-aware model, ``num_nuclei_classes = K + 1``) appends the softmax of ``nuclei_type_map``,
+    whose argmax is CellViT's per-pixel type. Call ``model.eval()`` first.
     """
 
     def fn(x: torch.Tensor) -> torch.Tensor:
         out = model(x)
         prob = torch.softmax(out["nuclei_binary_map"], dim=1)[:, 1:2]
-        return torch.cat([prob, out["hv_map"]], dim=1)
+        maps = [prob, out["hv_map"]]
+        if types:
+            maps.append(torch.softmax(out["nuclei_type_map"], dim=1))
+        return torch.cat(maps, dim=1)
 
     return fn

@@ -8,6 +8,10 @@
 * encoder frozen in the 0-based epochs 0–24;
 * early stopping after 130 epochs without a strict improvement of the validation bPQ (binary PQ = PQ here);
   ``best.pt`` is written whenever the bPQ is ≥ the best so far, as CellViT keeps ``model_best``.
+
+Class-aware training (``data.classes``, not the paper's; :mod:`examples.common.classes`): upstream CellViT's
+setting, ``num_nuclei_classes = K + 1`` and the ``type_map`` target (background + the grouping's K classes) for
+the type branch's CE + Dice + multi-class FocalTversky terms, which the binary recipe trains on ``np`` instead.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from examples.cellvit import recipe as crecipe
 from examples.cellvit.augment import CellViTAugment
 from examples.cellvit.losses import CellViTLoss
 from examples.cellvit.model import CellViT256, cellvit_infer_fn
+from examples.common.classes import class_setting
 from examples.common.distributed import DistEnv
 from examples.common.spec import RecipeSpec, replacement_sampler
 from examples.common.transforms import Compose, ToTensors
@@ -58,11 +63,15 @@ class CellViTSpec(RecipeSpec):
             "drop_rate": 0.0,
         }
 
+    def class_model_config(self, n_classes: int) -> dict[str, Any]:
+        return {"num_nuclei_classes": n_classes + 1}  # background + K, as upstream CellViT (6 for PanNuke)
+
     def loss_fn(self, recipe: Any) -> nn.Module:
         return CellViTLoss(double_softmax=True)
 
     def train_transform(self, recipe: Any, cfg: Mapping[str, Any]) -> Callable[[Any], Any] | None:
-        return Compose([CellViTAugment(), NucleusTargets(), ToTensors(recipe.mean, recipe.std)])
+        targets = NucleusTargets(type_map=class_setting(cfg) is not None)
+        return Compose([CellViTAugment(), targets, ToTensors(recipe.mean, recipe.std)])
 
     def train_sampler(self, dataset: Dataset[Any], recipe: Any, env: DistEnv) -> Sampler[int] | None:
         if recipe.sample_with_replacement:

@@ -177,6 +177,16 @@ def _eval_parser(spec: RecipeSpec) -> argparse.ArgumentParser:
     p.add_argument("--tile", type=int, help="sliding-window tile side (0 = whole tile, as in the paper)")
     p.add_argument("--overlap", type=int, help="sliding-window overlap")
     p.add_argument("--train-set", help="training-set label in the report (default: from the checkpoint)")
+    p.add_argument(
+        "--protocol",
+        choices=("pannuke", "conic", "hovernet", "none"),
+        help="class-aware checkpoints: the class scoring protocol (default: pannuke for PanNuke, else hovernet; "
+        "none = instance metrics only)",
+    )
+    p.add_argument(
+        "--split",
+        help="score this whole split of the one dataset in --datasets (e.g. fold3 of pannuke) instead of NucFuse-test",
+    )
     return p
 
 
@@ -253,6 +263,8 @@ def resolve_eval_config(spec: RecipeSpec, args: argparse.Namespace) -> dict[str,
         "eval.out": args.out,
         "eval.tile": args.tile,
         "eval.overlap": args.overlap,
+        "eval.protocol": args.protocol,
+        "eval.split": args.split,
     }.items():
         if value is not None:
             set_dotted(cfg, key, value)
@@ -300,9 +312,9 @@ def evaluate_main(spec: RecipeSpec, argv: Sequence[str] | None = None) -> int:
             return 0
         progress = None if cfg["train"].get("progress", True) else False
         scope = evaluation_scope(cfg)
-        print(
-            f"scoring the NucFuse-test tiles of {', '.join(scope.datasets)} (test_ids={scope.test_ids!r})", flush=True
-        )
+        names = ", ".join(scope.datasets)
+        what = f"split {scope.split!r} of {names}" if scope.split else f"NucFuse-test tiles of {names}"
+        print(f"scoring the {what}" + ("" if scope.split else f" (test_ids={scope.test_ids!r})"), flush=True)
         if scope.message:
             print(f"WARNING: {scope.message}", file=sys.stderr, flush=True)
         with warnings.catch_warnings():

@@ -45,6 +45,7 @@ def base_config(name: str) -> dict[str, Any]:
             "download": False,
             "exclude_cases": [],
             "dataset_options": {},
+            "classes": "none",
         },
         "train": {
             "out": f"runs/{name}",
@@ -63,6 +64,8 @@ def base_config(name: str) -> dict[str, Any]:
             "tile": 0,
             "overlap": 64,
             "out": "",
+            "protocol": "",
+            "split": "",
         },
     }
 
@@ -92,10 +95,12 @@ class RecipeSpec:
             ``pretrained_path``.
         sequence_keys: ``model`` keys given as lists in TOML and passed to ``model_class`` as tuples.
         weights: ``weights(folder) -> Path`` of the paper's pretrained encoder weights (``staticmethod``).
-        targets: the training-target transform class (``HoVerNetTargets``, ``NucleusTargets``).
+        targets: the training-target transform class (``HoVerNetTargets``, ``NucleusTargets``), called with
+            ``type_map=True`` for class-aware training.
         optimizer: ``optimizer(model, recipe)`` (``staticmethod``).
         scheduler: ``scheduler(optimizer, recipe)`` (``staticmethod``).
-        infer: ``infer(model)`` → the ``B×3×H×W [p(nucleus), h, v]`` adapter (``staticmethod``).
+        infer: ``infer(model)`` → the ``B×3×H×W [p(nucleus), h, v]`` adapter; ``infer(model, types=True)`` appends
+            the type probabilities of a class-aware model (``staticmethod``).
         stop_when_exceeds, save_on_tie: the :class:`~examples.common.early_stopping.EarlyStopping` style.
     """
 
@@ -106,10 +111,10 @@ class RecipeSpec:
     model_class: Callable[..., nn.Module] | None = None
     sequence_keys: tuple[str, ...] = ()
     weights: Callable[[Path], Path] | None = None
-    targets: Callable[[], Callable[[Any], Any]] | None = None
+    targets: Callable[..., Callable[[Any], Any]] | None = None
     optimizer: Callable[[nn.Module, Any], torch.optim.Optimizer] | None = None
     scheduler: Callable[[torch.optim.Optimizer, Any], Any] | None = None
-    infer: Callable[[nn.Module], Callable[[torch.Tensor], torch.Tensor]] | None = None
+    infer: Callable[..., Callable[[torch.Tensor], torch.Tensor]] | None = None
     stop_when_exceeds: bool = True
     save_on_tie: bool = False
 
@@ -166,15 +171,22 @@ class RecipeSpec:
             warnings.filterwarnings("ignore", message=".*randomly initialised.*")
             return self.build_model(model_cfg, load_pretrained=False)
 
+    def class_model_config(self, n_classes: int) -> dict[str, Any]:
+        """The ``model`` keys that give the type head ``n_classes + 1`` channels (class-aware training)."""
+        raise NotImplementedError(f"{type(self).__name__} has no class-aware variant")
+
     def loss_fn(self, recipe: Any) -> nn.Module:
         """The training loss, ``loss(model(x), batch) -> scalar``."""
         raise NotImplementedError
 
-    def infer_fn(self, model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
-        """Adapter ``B×3×H×W → B×3×H×W [p(nucleus), h, v]`` for validation and test inference."""
+    def infer_fn(self, model: nn.Module, *, types: bool = False) -> Callable[[torch.Tensor], torch.Tensor]:
+        """Adapter ``B×3×H×W → B×3×H×W [p(nucleus), h, v]`` for validation and test inference.
+
+        ``types=True`` (a class-aware model): ``B×(3 + K + 1)×H×W``, the type probabilities appended.
+        """
         if self.infer is None:
             raise NotImplementedError(f"{type(self).__name__} sets no infer adapter")
-        return self.infer(model)
+        return self.infer(model, types=True) if types else self.infer(model)
 
     # ------------------------------------------------------------------ data
     def train_transform(self, recipe: Any, cfg: Mapping[str, Any]) -> Callable[[Any], Any] | None:
@@ -189,11 +201,12 @@ class RecipeSpec:
         """Dataset transform of the validation split (targets and tensors, no augmentation)."""
         return self.target_transform(recipe)
 
-    def target_transform(self, recipe: Any) -> Compose:
-        """The recipe's targets, then tensors normalised with the recipe's mean and std."""
+    def target_transform(self, recipe: Any, *, type_map: bool = False) -> Compose:
+        """The recipe's targets (with ``type_map`` when class-aware), then tensors normalised like the recipe."""
         if self.targets is None:
             raise NotImplementedError(f"{type(self).__name__} sets no targets")
-        return Compose([self.targets(), ToTensors(recipe.mean, recipe.std)])
+        targets = self.targets(type_map=True) if type_map else self.targets()
+        return Compose([targets, ToTensors(recipe.mean, recipe.std)])
 
     def train_sampler(self, dataset: Dataset[Any], recipe: Any, env: DistEnv) -> Sampler[int] | None:
         """Training sampler; ``None`` means ``shuffle=True``. Default: shuffled, sharded under torchrun."""

@@ -18,7 +18,8 @@ HoVerNeXt, a mean PQ of 47.49 % with it against 48.10 % without, and NuInsSeg mo
 Keys (``--set data.stain.enabled=true`` etc., or a ``[data.stain]`` table in the config file)::
 
     enabled = false          # the option is off by default, as in every run of the paper's ranking
-    references = "monuseg"   # the 7 MoNuSeg training images of stain.default_references(root),
+    references = "monuseg"   # the 7 MoNuSeg training images of stain.default_references(root) (on a copy
+                             # lacking an organ: those of the organs present, with a warning naming the others),
                              # or the path of a JSON file: a list of StainEstimate dicts (or {"references": [...]})
     train = "random"         # "random" | "average"
     p = 0.5                  # probability of normalising a training patch

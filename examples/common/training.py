@@ -30,6 +30,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from examples.common.checkpoint import get_rng_state, load_checkpoint, save_checkpoint, set_rng_state
+from examples.common.classes import attach_classes, class_info, class_setting, grouping_of
 from examples.common.csvlog import CSVLogger
 from examples.common.distributed import (
     DistEnv,
@@ -108,6 +109,7 @@ def build_datasets(
     """``(train, val)`` splits of NucFuse-train with the recipe's transforms.
 
     Under torchrun rank 0 builds (and, with ``data.download``, downloads/prepares) first; the other ranks wait.
+    With ``data.classes`` the training split keeps its classes, mapped to the grouping's (:mod:`.classes`).
     """
     env = env or DistEnv()
     kwargs = _dataset_kwargs(cfg, bool(cfg["train"].get("progress", True)) and env.is_main)
@@ -115,12 +117,13 @@ def build_datasets(
         barrier(env)
     train_tf = with_stain(train_augment(cfg, int(recipe.seed)), spec.train_transform(recipe, cfg))  # data.stain
     val_tf = with_stain(test_normalizer(cfg), spec.val_transform(recipe))
-    train_ds = NucFuseTrain(split="train", transforms=train_tf, **kwargs)
+    train_ds = NucFuseTrain(split="train", transforms=train_tf, keep_classes=class_setting(cfg) is not None, **kwargs)
     val_ds = NucFuseTrain(split="val", transforms=val_tf, **kwargs)
     if env.is_main:
         barrier(env)
     if len(train_ds) == 0:
         raise ArgumentError("the training split is empty")
+    attach_classes(train_ds, cfg)  # data.classes: one grouping for all datasets, mapped before the augmentation
     return train_ds, val_ds
 
 
@@ -233,6 +236,9 @@ def _train(spec: RecipeSpec, cfg: dict[str, Any], resume: str | Path | None, env
     seed_everything(int(recipe.seed), deterministic=bool(tcfg.get("deterministic", True)))
 
     train_ds, val_ds = build_datasets(spec, cfg, recipe, env)  # first: missing data fail fast
+    grouping = grouping_of(train_ds)
+    if grouping is not None:  # class-aware: a type head of K + 1 channels, kept in the checkpoints' config
+        cfg["model"] = {**cfg["model"], **spec.class_model_config(grouping.n_classes)}
     # on resume the weights come from the checkpoint: do not read the pretrained file again
     if resume:
         model = spec.build_model_quietly(cfg["model"])
@@ -359,6 +365,7 @@ def _train(spec: RecipeSpec, cfg: dict[str, Any], resume: str | Path | None, env
                     "epoch": e + 1,
                     "val": val,
                     "config": cfg,
+                    "classes": class_info(grouping),
                     "recipe": spec.name,
                     "train_set": label,
                     "library_version": __version__,
@@ -397,6 +404,7 @@ def _train(spec: RecipeSpec, cfg: dict[str, Any], resume: str | Path | None, env
                     "early_stopping": stopper.state_dict(),
                     "rng": rng,
                     "config": cfg,
+                    "classes": class_info(grouping),
                     "recipe": spec.name,
                     "train_set": label,
                     "world_size": env.world_size,
@@ -420,6 +428,7 @@ def _train(spec: RecipeSpec, cfg: dict[str, Any], resume: str | Path | None, env
         "recipe": spec.name,
         "model": spec.model_label,
         "train_set": label,
+        "classes": grouping.name if grouping is not None else None,
         "epochs": epoch,
         "best_pq": stopper.best,
         "best_epoch": stopper.best_epoch,

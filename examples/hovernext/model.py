@@ -11,6 +11,11 @@
   ``[H, V, 3-class logits ×3 (background, interior, border), NP logit]``.
 
 36,083,110 parameters = 27,864,960 (encoder) + 2 × 4,109,024 (decoders) + 102 (heads).
+
+Class-aware variant (``cls_channels = K + 2``, not the paper's; ``examples/common/classes.py``): the "cls" head
+of the second (class) decoder also gives the ``K + 1`` type logits (background + K classes) that upstream
+HoVerNeXt's class head gives, after the NP logit the binary recipe uses, so the output is
+``[H, V, 3-class ×3, NP, type ×(K + 1)]`` and everything the binary recipe reads keeps its channel.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ __all__ = [
     "HV_CHANNELS",
     "NP_CHANNEL",
     "THREE_CLASS_CHANNELS",
+    "TYPE_CHANNELS",
     "DecoderBlock",
     "HoVerNeXt",
     "UNetDecoder",
@@ -42,6 +48,8 @@ __all__ = [
 HV_CHANNELS = slice(0, 2)
 THREE_CLASS_CHANNELS = slice(2, 5)
 NP_CHANNEL = 5
+#: The type logits of a class-aware model (``cls_channels = K + 2``); empty for the binary recipe.
+TYPE_CHANNELS = slice(6, None)
 
 ENCODER_NAME = "convnextv2_tiny"
 PRETRAINED_TAG = "fcmae_ft_in22k_in1k"
@@ -111,7 +119,8 @@ class HoVerNeXt(nn.Module):
             paper's numbers assume ImageNet pretraining.
         drop_path_rate: encoder stochastic depth (0.25).
         inst_channels: channels of the "inst" head (5: H, V and 3-class logits).
-        cls_channels: channels of the "cls" head (1: the NP logit).
+        cls_channels: channels of the "cls" head (1: the NP logit; ``K + 2`` for class-aware training: the NP
+            logit, then ``K + 1`` type logits).
         encoder_name: timm model name.
         decoder_channels: channels of the four skip-connected decoder blocks (256, 128, 64, 32).
         final_channels: channels of the extra full-resolution block (16).
@@ -167,7 +176,7 @@ class HoVerNeXt(nn.Module):
         self.head_cls = _head(self.decoder_cls.out_channels, cls_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``B×3×H×W`` (ImageNet-normalised) → ``B×6×H×W`` raw outputs."""
+        """``B×3×H×W`` (ImageNet-normalised) → ``B×(5 + cls_channels)×H×W`` raw outputs (6 for the recipe)."""
         if x.shape[-1] % 32 or x.shape[-2] % 32:
             raise ArgumentError(f"input height and width must be multiples of 32, got {tuple(x.shape)}")
         features = self.encoder(x)
@@ -189,15 +198,20 @@ def build_hovernext(pretrained_path: str | Path | None = None, **kwargs: object)
     return HoVerNeXt(pretrained_path=pretrained_path, **kwargs)  # type: ignore[arg-type]
 
 
-def hovernext_infer_fn(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+def hovernext_infer_fn(model: nn.Module, *, types: bool = False) -> Callable[[torch.Tensor], torch.Tensor]:
     """Adapter for ``nucfuse_datasets.transforms.postprocess``: ``B×3×H×W`` → ``[σ(NP), H, V]``.
 
-    The 3-class head is not used at inference (``recipes.md`` §2.4). Call ``model.eval()``
-    first.
+    The 3-class head is not used at inference (``recipes.md`` §2.4). ``types=True`` (a class-aware
+    model) appends the softmax of the ``K + 1`` type logits. Call ``model.eval()`` first.
     """
 
     def fn(x: torch.Tensor) -> torch.Tensor:
         out = model(x)
-        return torch.cat([torch.sigmoid(out[:, NP_CHANNEL : NP_CHANNEL + 1]), out[:, HV_CHANNELS]], dim=1)
+        maps = [torch.sigmoid(out[:, NP_CHANNEL : NP_CHANNEL + 1]), out[:, HV_CHANNELS]]
+        if types:
+            if out.shape[1] <= NP_CHANNEL + 2:
+                raise ArgumentError(f"types=True needs a class-aware model (cls_channels = K + 2), got {out.shape[1]}")
+            maps.append(torch.softmax(out[:, TYPE_CHANNELS], dim=1))
+        return torch.cat(maps, dim=1)
 
     return fn

@@ -43,6 +43,8 @@ class HoVerNeXtRecipe:
     magnification: int = 40  # post-processing preset for every dataset
     hv_weight: float = 1.0  # multiplies the HV MSE term (1 = as run); CPU configuration only
     schedule: str = "plateau"  # "plateau" as run; "cosine" (per epoch to min_lr) for short CPU runs, not the paper's
+    type_weight: float = 0.33  # class-aware training only (data.classes): weight of the type head's focal CE
+    focal_gamma: float = 2.0  # ... and its focal exponent (upstream HoVerNeXt's fl_gamma)
 
 
 RECIPE = HoVerNeXtRecipe()

@@ -9,6 +9,10 @@
 * encoder frozen in the 1-based epochs 1–24;
 * early stopping once the epochs without a strict improvement of the validation PQ exceed 100 (one source
   dataset) or 50 (fused sets); ``best.pt`` holds the best-PQ weights.
+
+Class-aware training (``data.classes``, not the paper's; :mod:`examples.common.classes`): the "cls" head gets
+``K + 2`` channels (the NP logit, then ``K + 1`` type logits as upstream HoVerNeXt's class head), the targets a
+``type_map`` and the loss upstream's focal cross-entropy on the type logits (:mod:`examples.hovernext.losses`).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any
 from torch import nn
 from torch.utils.data import default_collate
 
+from examples.common.classes import class_setting
 from examples.common.spec import RecipeSpec
 from examples.common.transforms import Compose, ToTensors
 from examples.hovernext import recipe as hrecipe
@@ -74,18 +79,26 @@ class HoVerNeXtSpec(RecipeSpec):
     def default_train_config(self) -> dict[str, Any]:
         return {"batch_augment": True}
 
+    def class_model_config(self, n_classes: int) -> dict[str, Any]:
+        return {"cls_channels": n_classes + 2}  # the NP logit, then background + K type logits
+
     def loss_fn(self, recipe: Any) -> nn.Module:
-        return HoVerNeXtLoss(hv_weight=float(getattr(recipe, "hv_weight", 1.0)))
+        return HoVerNeXtLoss(
+            hv_weight=float(getattr(recipe, "hv_weight", 1.0)),
+            type_weight=float(recipe.type_weight),
+            focal_gamma=float(recipe.focal_gamma),
+        )
 
     def train_transform(self, recipe: Any, cfg: Mapping[str, Any]) -> Callable[[Any], Any] | None:
         if cfg["train"].get("batch_augment", True):
             return None  # the collate function augments whole batches
-        return Compose([HoVerNeXtAugment(recipe.augment_p), HoVerNetTargets(), ToTensors(recipe.mean, recipe.std)])
+        targets = HoVerNetTargets(type_map=class_setting(cfg) is not None)
+        return Compose([HoVerNeXtAugment(recipe.augment_p), targets, ToTensors(recipe.mean, recipe.std)])
 
     def train_collate(self, recipe: Any, cfg: Mapping[str, Any]) -> Callable[[list[Any]], Any] | None:
         if cfg["train"].get("batch_augment", True):
             augment = HoVerNeXtBatchAugment(HoVerNeXtAugment(recipe.augment_p))
-            return BatchAugmentCollate(augment, self.target_transform(recipe))
+            return BatchAugmentCollate(augment, self.target_transform(recipe, type_map=class_setting(cfg) is not None))
         return None
 
     def patience(self, recipe: Any, n_sources: int) -> int:

@@ -6,7 +6,6 @@ Built by :func:`nucfuse_datasets.benchmark.evaluation.evaluate` and ``evaluate_f
 from __future__ import annotations
 
 import csv
-import datetime as _dt
 import io
 import json
 import math
@@ -17,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from nucfuse_datasets._version import __version__
 from nucfuse_datasets.errors import (
     ArgumentError,
     InvalidSourceError,
@@ -27,7 +25,7 @@ from nucfuse_datasets.io.files import atomic_write
 from nucfuse_datasets.metrics import MetricPolicy, PairResult, aggregate
 
 if TYPE_CHECKING:  # pragma: no cover
-    from nucfuse_datasets.benchmark.composite import NucFuseTest
+    from nucfuse_datasets.metrics import ClassStats
 
 __all__ = ["LEADERBOARD_METRICS", "EvaluationReport"]
 
@@ -41,10 +39,17 @@ class EvaluationReport:
 
     Attributes:
         per_image: one dict per tile: ``subset``, ``sample_id``, ``height``, ``width`` and every field of
-            :meth:`PairResult.to_dict <nucfuse_datasets.metrics.PairResult.to_dict>` (counts and metrics).
+            :meth:`PairResult.to_dict <nucfuse_datasets.metrics.PairResult.to_dict>` (counts and metrics); with a
+            class-aware protocol also ``tissue`` and ``class_stats`` (:meth:`ClassStats.to_dict
+            <nucfuse_datasets.metrics.ClassStats.to_dict>`: per-class counts and the centroid pairing).
         per_dataset: subset -> ``{"mean": ..., "pooled": ...}`` aggregates.
         overall: ``{"mean": ..., "pooled": ...}`` over all tiles (the paper's number is ``overall["mean"]``).
-        meta: library version, metric policy, id-list hashes, model and training-set labels, timing.
+        meta: library version, metric policy, id-list hashes, model and training-set labels, timing; with a
+            class-aware protocol, ``protocol`` and ``class_groupings`` (subset -> the evaluation classes).
+        class_scores: subset -> the class-aware scores of ``meta["protocol"]`` (see
+            :func:`~nucfuse_datasets.metrics.reduce_class_stats`: ``mpq``/``bpq``/``per_tissue`` for PanNuke,
+            ``mpq+``/``pq`` for CoNIC, ``f1_d``/``acc_type`` for HoVer-Net, and ``per_class``); empty without one.
+            :meth:`rescore` gives any other protocol from the same per-image stats.
 
     Example:
         >>> import numpy as np
@@ -61,6 +66,7 @@ class EvaluationReport:
     per_dataset: dict[str, dict[str, dict[str, float]]]
     overall: dict[str, dict[str, float]]
     meta: dict[str, Any] = field(default_factory=dict)
+    class_scores: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -70,17 +76,59 @@ class EvaluationReport:
         results: Sequence[PairResult],
         policy: MetricPolicy,
         meta: dict[str, Any],
+        class_stats: Sequence[ClassStats | None] | None = None,
+        tissues: Sequence[str | None] | None = None,
     ) -> EvaluationReport:
-        """Assemble a report from ``(subset, sample_id, shape)`` keys and their per-image results."""
+        """Assemble a report from ``(subset, sample_id, shape)`` keys and their per-image results.
+
+        ``class_stats`` (one :class:`~nucfuse_datasets.metrics.ClassStats` or ``None`` per image) and ``tissues``
+        (one name per image) come with a class-aware ``meta["protocol"]``; the class-aware scores are reduced per
+        subset here.
+        """
         per_image = [
             {"subset": s, "sample_id": i, "height": hw[0], "width": hw[1], **r.to_dict()}
             for (s, i, hw), r in zip(keys, results, strict=True)
         ]
+        if class_stats is not None:
+            for row, st, tissue in zip(per_image, class_stats, tissues or [None] * len(per_image), strict=True):
+                if st is not None:
+                    row["tissue"] = tissue
+                    row["class_stats"] = st.to_dict()
         subsets = list(dict.fromkeys(s for s, _, _ in keys))
         per_dataset = {
             s: _aggregates([r for (k, _, _), r in zip(keys, results, strict=True) if k == s], policy) for s in subsets
         }
-        return cls(per_image, per_dataset, _aggregates(list(results), policy), meta)
+        report = cls(per_image, per_dataset, _aggregates(list(results), policy), meta)
+        protocol = meta.get("protocol")
+        if protocol:
+            report.class_scores = report.rescore(protocol["name"], **protocol.get("options", {}))
+        return report
+
+    def rescore(self, protocol: str, **options: Any) -> dict[str, dict[str, Any]]:
+        """Class-aware scores per subset under ``protocol`` (``"pannuke"``, ``"conic"`` or ``"hovernet"``).
+
+        Computed from the stored per-image stats, so one evaluation run gives all three.
+
+        Raises:
+            ArgumentError: the report holds no class-aware stats (evaluated without ``protocol``).
+        """
+        from nucfuse_datasets.metrics import ClassStats, reduce_class_stats
+
+        groupings = self.meta.get("class_groupings") or {}
+        rows_by_subset: dict[str, list[dict[str, Any]]] = {}
+        for row in self.per_image:
+            if row.get("class_stats") is not None:
+                rows_by_subset.setdefault(row["subset"], []).append(row)
+        if not rows_by_subset:
+            raise ArgumentError("this report holds no class-aware stats: evaluate with protocol=... to get them")
+        out = {}
+        for subset, rows in rows_by_subset.items():
+            stats = [ClassStats.from_dict(r["class_stats"]) for r in rows]
+            names = (groupings.get(subset) or {}).get("classes")
+            names = ["background", *names] if names else None
+            tissues = [str(r.get("tissue") or "all") for r in rows] if protocol == "pannuke" else None
+            out[subset] = reduce_class_stats(stats, protocol, tissues=tissues, class_names=names, **options)
+        return out
 
     def results(self) -> list[PairResult]:
         """The per-image :class:`PairResult` objects (rebuilt from the stored counts)."""
@@ -134,7 +182,40 @@ class EvaluationReport:
             cells = [_fmt(row[m]) for m in metrics]
             name = f"**{row['subset']}**" if row["subset"] == "overall" else row["subset"]
             lines.append(f"| {name} | {row['n_images']} | " + " | ".join(cells) + " |")
-        return "\n".join(lines) + "\n"
+        pins = self.meta.get("unpinned") or {}
+        if pins:
+            lines += ["", f"Test-set fingerprint (sha256 of the ids): {self.meta.get('test_ids_sha256', '?')[:16]}"]
+            lines += [f"- {tag}: drawn from the local copy ({why})" for tag, why in pins.items()]
+        return "\n".join(lines + self._class_markdown()) + "\n"
+
+    def _class_markdown(self) -> list[str]:
+        protocol = (self.meta.get("protocol") or {}).get("name")
+        if not self.class_scores or not protocol:
+            return []
+        headline, per_class = _CLASS_COLUMNS[protocol]
+        groupings = self.meta.get("class_groupings") or {}
+        lines: list[str] = []
+        for subset, scores in self.class_scores.items():
+            grouping = groupings.get(subset) or {}
+            ids = sorted(scores.get("per_class", {}))
+            names = [str(scores["per_class"][k].get("name", k)) for k in ids]
+            lines += [
+                "",
+                f"Class-aware scores, {subset} — {protocol} protocol, classes {grouping.get('name', '?')} (×100)",
+                "",
+                "| images | " + " | ".join(headline) + " | " + " | ".join(f"{per_class} {n}" for n in names) + " |",
+                "|---:|" + "---:|" * (len(headline) + len(ids)),
+                f"| {scores.get('n_images', '')} | "
+                + " | ".join(_fmt(100 * scores[k]) for k in headline)
+                + " | "
+                + " | ".join(_fmt(100 * scores["per_class"][k][per_class]) for k in ids)
+                + " |",
+            ]
+            if protocol == "pannuke" and len(scores.get("per_tissue", {})) > 1:
+                lines += ["", "| tissue | images | mpq | bpq |", "|---|---:|---:|---:|"]
+                for tissue, t in scores["per_tissue"].items():
+                    lines.append(f"| {tissue} | {t['n_images']} | {_fmt(100 * t['mpq'])} | {_fmt(100 * t['bpq'])} |")
+        return lines
 
     def to_rows(self, scale: float = 100.0) -> list[dict[str, Any]]:
         """Result rows for :mod:`nucfuse_datasets.benchmark.analysis` (model, train_set, test_subset, metrics ×100)."""
@@ -153,9 +234,10 @@ class EvaluationReport:
     # ------------------------------------------------------------------ serialisation
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable dict (NaN written as ``null``)."""
-        return _nan_to_none(
-            {"meta": self.meta, "overall": self.overall, "per_dataset": self.per_dataset, "per_image": self.per_image}
-        )
+        out = {"meta": self.meta, "overall": self.overall, "per_dataset": self.per_dataset}
+        if self.class_scores:
+            out["class_scores"] = self.class_scores
+        return _nan_to_none({**out, "per_image": self.per_image})
 
     def to_json(self, path: PathLike | None = None) -> str:
         """The report as JSON text; written atomically to ``path`` when given."""
@@ -175,6 +257,7 @@ class EvaluationReport:
                 per_dataset=_none_to_nan(data["per_dataset"]),
                 overall=_none_to_nan(data["overall"]),
                 meta=data.get("meta", {}),
+                class_scores=_int_class_keys(_none_to_nan(data.get("class_scores", {}))),
             )
         except (KeyError, TypeError) as exc:
             raise InvalidSourceError(f"not an evaluation report ({exc})") from None
@@ -182,7 +265,8 @@ class EvaluationReport:
     def to_csv(self, path: PathLike | None = None) -> str:
         """Per-image rows as CSV (every count and metric); written atomically to ``path`` when given."""
         buf = io.StringIO()
-        keys = [k for k in self.per_image[0] if k not in ("pairs", "pair_ious")] if self.per_image else []
+        nested = ("pairs", "pair_ious", "class_stats")
+        keys = list(dict.fromkeys(k for row in self.per_image for k in row if k not in nested))
         writer = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
         for row in self.per_image:
@@ -203,6 +287,14 @@ class EvaluationReport:
         with atomic_write(paths["md"], "w") as fh:
             fh.write(self.to_markdown())
         return paths
+
+
+#: Headline keys and per-class key of each protocol's scores, as the markdown table shows them.
+_CLASS_COLUMNS: dict[str, tuple[tuple[str, ...], str]] = {
+    "pannuke": (("mpq", "bpq"), "pq"),
+    "conic": (("mpq+", "pq"), "pq+"),
+    "hovernet": (("f1_d", "acc_type"), "f1"),
+}
 
 
 def _fmt(v: float) -> str:
@@ -231,28 +323,17 @@ def _nan_to_none(obj: Any) -> Any:
     return obj
 
 
+def _int_class_keys(scores: dict[str, Any]) -> dict[str, Any]:
+    """JSON turns the int class ids of ``per_class`` into strings; give them back."""
+    for value in scores.values():
+        if isinstance(value, dict) and isinstance(value.get("per_class"), dict):
+            value["per_class"] = {int(k): v for k, v in value["per_class"].items()}
+    return scores
+
+
 def _none_to_nan(obj: Any) -> Any:
     if obj is None:
         return math.nan
     if isinstance(obj, dict):
         return {k: _none_to_nan(v) for k, v in obj.items()}
     return obj
-
-
-def _meta(
-    test: NucFuseTest, policy: MetricPolicy, use_ignore: bool, model: str | None, train_set: str | None
-) -> dict[str, Any]:
-    return {
-        "library_version": __version__,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "policy": policy.to_dict(),
-        "use_ignore": use_ignore,
-        "aggregations": {"mean": "mean of per-image values (the paper's)", "pooled": "ratios of summed counts"},
-        "test_ids_sha256": test.ids_sha256,
-        "subsets": {
-            tag: {"n": len(sel.ids), "ids_sha256": sel.sha256, "source": sel.source, "pool": sel.pool}
-            for tag, sel in test.selections.items()
-        },
-        "model": model,
-        "train_set": train_set,
-    }

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from torch.utils.data import Dataset
 
-from nucfuse_datasets._registry import PAPER_RANKING
 from nucfuse_datasets.benchmark.protocol import (
     DEFAULT_K,
     PATCH_SIZE,
@@ -40,12 +39,13 @@ from nucfuse_datasets.benchmark.selection import (
     select_test_tiles,
 )
 from nucfuse_datasets.datasets._base import NucleiDataset
+from nucfuse_datasets.datasets._registry import PAPER_RANKING
 from nucfuse_datasets.errors import (
     ArgumentError,
 )
 from nucfuse_datasets.io.config import PathLike
 from nucfuse_datasets.io.store import relabel_sequential
-from nucfuse_datasets.schema import Sample
+from nucfuse_datasets.schema import Sample, SampleMeta
 from nucfuse_datasets.transforms.adapters import as_sample_transform
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -60,9 +60,12 @@ class NucFuseTest(Dataset[Any]):
     Args:
         root: data root.
         download: download missing sources.
-        datasets: dataset names (default: the paper's 10 ranked datasets), ``"available"`` (those of the 10 that
-            are prepared or present under ``root``), or a mapping ``subset tag -> name or dataset instance (split
-            "all")`` to evaluate on other sources (e.g. several synthetic sets).
+        datasets: dataset names (default: the paper's 10 ranked datasets), ``"available"`` (those of the 10 whose
+            test tiles are prepared or present under ``root``), or a mapping ``subset tag -> name or dataset
+            instance`` to evaluate on other sources (e.g. several synthetic sets). Each dataset is opened with the
+            split its NucFuse-test tiles come from (:func:`~nucfuse_datasets.benchmark.selection.nucfuse_test_split`):
+            the official test split of MoNuSeg, MoNuSAC, CoNSeP and CPM-17, the whole dataset of the others; so
+            only those files need to be on disk. A dataset instance may have that split or ``"all"``.
         test_ids: ``"pinned"`` (shipped id lists where available, else the rule) or ``"rule"``.
         transforms: applied to each Sample.
         dataset_options: per-dataset constructor options, keyed by subset tag or dataset name.
@@ -90,7 +93,7 @@ class NucFuseTest(Dataset[Any]):
         progress: bool | None = None,
     ) -> None:
         self.transforms = as_sample_transform(transforms)
-        self._parts = _resolve_parts(datasets, PAPER_RANKING, root, download, dataset_options, progress)
+        self._parts = _resolve_parts(datasets, PAPER_RANKING, root, download, dataset_options, progress, for_test=True)
         self.selections: dict[str, TestSelection] = {tag: _select(tag, ds, test_ids) for tag, ds in self._parts}
         part_idx, local = [], []
         for p, (tag, _) in enumerate(self._parts):
@@ -126,6 +129,17 @@ class NucFuseTest(Dataset[Any]):
         """``(subset, sample_id)`` of item ``idx``, without reading pixels."""
         tag, ds = self._parts[int(self._part[idx])]
         return tag, ds.sample_ids[int(self._local[idx])]
+
+    def meta(self, idx: int) -> SampleMeta:
+        """Metadata of item ``idx`` without reading pixels (``extra["subset"]`` is its tag)."""
+        tag, ds = self._parts[int(self._part[idx])]
+        meta = ds.meta(int(self._local[idx]))
+        return meta.model_copy(update={"extra": {**meta.extra, "subset": tag}})
+
+    @property
+    def parts(self) -> dict[str, NucleiDataset]:
+        """Subset tag -> the dataset its tiles come from (opened with the split NucFuse-test draws from)."""
+        return dict(self._parts)
 
     def load_sample(self, idx: int) -> Sample:
         """The untransformed Sample at ``idx`` (whole tile; ``meta.extra["subset"]`` is its tag)."""
@@ -282,6 +296,11 @@ class NucFuseTrain(Dataset[Any]):
     def subsets(self) -> list[str]:
         """Subset tags in order."""
         return [t for t, _ in self._parts]
+
+    @property
+    def parts(self) -> dict[str, NucleiDataset]:
+        """Subset tag -> the dataset its patches come from (opened with split ``"all"``)."""
+        return dict(self._parts)
 
     def __len__(self) -> int:
         return int(self._part.size)

@@ -4,7 +4,9 @@
   where there is one (else the whole dataset), only tiles of at least :data:`MIN_TEST_SIZE` = 256 px on both
   sides, MoNuSAC tiles with macrophages excluded. Where more tiles are eligible than needed, the 14 are drawn by
   :func:`select_ids` (seeded, documented below) — the authors' own ids are not public, so these lists are this
-  library's reproducible choice, shipped as package data (``splits/nucfuse_test.json``).
+  library's reproducible choice, shipped as package data (``splits/nucfuse_test.json``) with the public candidate
+  lists they are drawn from (``splits/candidates/``, :func:`pinned_candidates`). Datasets whose eligibility needs
+  per-image facts that are not public stay unpinned (:func:`unpinned_reason`) and are drawn from the local copy.
 * NucFuse-train: every other tile, cut into non-overlapping :data:`PATCH_SIZE` = 256 patches from the top-left
   corner, white-padded at the right and bottom (:func:`patch_grid`), split 80/20 per source dataset with
   ``KFold(5, shuffle=True, random_state=42)`` fold 0 over the sorted patch names (:func:`kfold_split`, a numpy
@@ -28,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from nucfuse_datasets._registry import PAPER_RANKING
 from nucfuse_datasets.benchmark import paper
+from nucfuse_datasets.datasets._registry import PAPER_RANKING
 from nucfuse_datasets.errors import ArgumentError
 
 __all__ = [
@@ -43,9 +45,11 @@ __all__ = [
     "ids_hash",
     "kfold_split",
     "patch_grid",
+    "pinned_candidates",
     "pinned_test_ids",
     "select_ids",
     "top_k",
+    "unpinned_reason",
 ]
 
 TEST_TILES_PER_DATASET = 14
@@ -172,6 +176,54 @@ def pinned_test_ids(name: str) -> list[str] | None:
     if ids_hash(ids) != entry["sha256"]:  # pragma: no cover - guards a hand-edited package file
         raise ArgumentError(f"shipped NucFuse-test ids of {name} do not match their recorded hash")
     return ids
+
+
+def pinned_candidates(name: str) -> list[str] | None:
+    """The sorted candidate ids a shipped NucFuse-test list of ``name`` was drawn from; ``None`` when not pinned.
+
+    ``select_ids(name, pinned_candidates(name))`` re-derives the shipped list. Where the candidates are more than the
+    14 ids they are shipped as ``splits/candidates/<name>.txt`` (checked against ``candidates_sha256``); where the
+    whole official test split is taken (MoNuSeg, CoNSeP) they are the ids. ``splits/nucfuse_test.json`` records
+    where each candidate list comes from (``source``).
+
+    Raises:
+        ArgumentError: a shipped candidate file does not match its recorded hash (a damaged installation).
+
+    Example:
+        >>> c = pinned_candidates("cpm17")
+        >>> len(c), c[0], select_ids("cpm17", c) == pinned_test_ids("cpm17")
+        (32, 'test_image_00', True)
+    """
+    ids = pinned_test_ids(name)
+    if ids is None:
+        return None
+    entry = _shipped()["datasets"][name]
+    if entry.get("candidates"):
+        text = resources.files("nucfuse_datasets.benchmark").joinpath(f"splits/{entry['candidates']}").read_text()
+        candidates = sorted(text.split())
+        if ids_hash(candidates) != entry.get("candidates_sha256"):
+            raise ArgumentError(
+                f"shipped NucFuse-test candidates of {name} (splits/{entry['candidates']}) do not match their recorded "
+                "hash; reinstall nucfuse_datasets"
+            )
+        return candidates
+    return sorted(ids)
+
+
+def unpinned_reason(name: str) -> str | None:
+    """Why the NucFuse-test list of ``name`` is not pinned (it is then drawn from the local copy); ``None`` if pinned.
+
+    Reports print it next to the test-set fingerprint: an unpinned list is comparable only between identical local
+    copies. Datasets outside the shipped file (``synthetic``, your own) give ``None``.
+
+    Example:
+        >>> unpinned_reason("monusac").startswith("eligibility needs per-image facts"), unpinned_reason("monuseg")
+        (True, None)
+    """
+    entry = _shipped()["datasets"].get(name)
+    if not entry or entry.get("ids") is not None:
+        return None
+    return str(entry.get("reason") or entry.get("note") or "not pinned in this release")
 
 
 def shipped_test_lists() -> dict[str, Any]:

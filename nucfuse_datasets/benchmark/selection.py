@@ -13,7 +13,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from nucfuse_datasets._registry import PAPER_RANKING, get_dataset_class
 from nucfuse_datasets.benchmark.protocol import (
     MIN_TEST_SIZE,
     TEST_TILES_PER_DATASET,
@@ -22,6 +21,7 @@ from nucfuse_datasets.benchmark.protocol import (
     select_ids,
 )
 from nucfuse_datasets.datasets._base import NucleiDataset
+from nucfuse_datasets.datasets._registry import PAPER_RANKING, get_dataset_class
 from nucfuse_datasets.errors import (
     ArgumentError,
     DatasetNotFoundError,
@@ -32,7 +32,14 @@ from nucfuse_datasets.errors import (
 from nucfuse_datasets.io.config import PathLike, resolve_root
 from nucfuse_datasets.schema import Sample
 
-__all__ = ["AVAILABLE", "SmallTestSetWarning", "TestSelection", "available_datasets", "select_test_tiles"]
+__all__ = [
+    "AVAILABLE",
+    "SmallTestSetWarning",
+    "TestSelection",
+    "available_datasets",
+    "nucfuse_test_split",
+    "select_test_tiles",
+]
 
 DatasetSpec = str | NucleiDataset
 DatasetsArg = Sequence[DatasetSpec] | Mapping[str, DatasetSpec] | str | None
@@ -81,6 +88,20 @@ class TestSelection:
         return ids_hash(self.ids)
 
 
+def nucfuse_test_split(cls: type[NucleiDataset] | NucleiDataset) -> str:
+    """The split NucFuse-test draws a dataset's tiles from: its official test split, else ``"all"``.
+
+    ``NucFuseTest`` opens only this split, so an evaluating user needs exactly the files the test set is drawn
+    from (MoNuSeg's ``MoNuSegTestData/`` alone, say); ``NucFuseTrain`` and the leakage audit open ``"all"``.
+
+    Example:
+        >>> from nucfuse_datasets import get_dataset_class
+        >>> nucfuse_test_split(get_dataset_class("monuseg")), nucfuse_test_split(get_dataset_class("tnbc"))
+        ('test', 'all')
+    """
+    return cls.test_split or "all"
+
+
 def _eligible(ds: NucleiDataset) -> tuple[list[int], str]:
     pool = "test split" if ds.test_split else "whole dataset"
     out = []
@@ -102,7 +123,7 @@ def select_test_tiles(subset: str, ds: NucleiDataset, test_ids: str = "pinned") 
 
     Args:
         subset: subset tag; pinned lists apply when it equals the dataset's name.
-        ds: the dataset, split ``"all"``.
+        ds: the dataset, split ``"all"`` or its official test split (:func:`nucfuse_test_split`).
         test_ids: ``"pinned"`` to use the shipped id list where there is one (else the rule), ``"rule"`` to always
             compute the selection from the local data.
 
@@ -149,11 +170,20 @@ def available_datasets(
     root: PathLike | None = None,
     names: Sequence[str] = PAPER_RANKING,
     dataset_options: Mapping[str, Mapping[str, Any]] | None = None,
+    *,
+    for_test: bool = False,
 ) -> list[str]:
     """The datasets among ``names`` that are prepared under ``root``, or whose native files are all there.
 
     Nothing is prepared, downloaded or written; a dataset whose sources are present is prepared when a composite
     (or ``get_dataset``) first opens it.
+
+    Args:
+        root: data root.
+        names: candidate dataset names.
+        dataset_options: per-dataset constructor options.
+        for_test: count a dataset when what NucFuse-test needs is there (its official test split where it has one,
+            :func:`nucfuse_test_split`); otherwise every split is needed (NucFuse-train).
 
     Example:
         >>> root = getfixture("tmp_path")
@@ -168,8 +198,9 @@ def available_datasets(
     out = []
     for name in names:
         cls = get_dataset_class(name)
+        split = nucfuse_test_split(cls) if for_test else "all"
         try:
-            ds = cls.deferred(root, split="all", **dict(options.get(name, options.get(cls.name, {}))))
+            ds = cls.deferred(root, split=split, **dict(options.get(name, options.get(cls.name, {}))))
             if ds._current_store() is None:
                 ds._locate_sources(download=False)  # raises when a needed source is missing
         except NucFuseError:
@@ -186,14 +217,18 @@ def _resolve_parts(
     download: bool,
     dataset_options: Mapping[str, Mapping[str, Any]] | None,
     progress: bool | None,
+    *,
+    for_test: bool = False,
 ) -> list[tuple[str, NucleiDataset]]:
+    """``(tag, dataset)`` pairs of a composite, opened with split ``"all"`` (or ``for_test``, the test pool split)."""
     if datasets is None:
         items: list[tuple[str, DatasetSpec]] = [(n, n) for n in default]
     elif isinstance(datasets, str) and datasets == AVAILABLE:
-        items = [(n, n) for n in available_datasets(root, default, dataset_options)]
+        items = [(n, n) for n in available_datasets(root, default, dataset_options, for_test=for_test)]
         if not items:
+            needs = "the files of its official test split (or all its files)" if for_test else "its native files"
             raise DatasetNotFoundError(
-                f"datasets='available': none of {', '.join(default)} is prepared or has its native files under "
+                f"datasets='available': none of {', '.join(default)} is prepared or has {needs} under "
                 f"{resolve_root(root)}. Put a dataset's files into <root>/<name>/ (see `nucfuse info NAME`), or run "
                 "`nucfuse download NAME` for one that downloads automatically."
             )
@@ -214,16 +249,26 @@ def _resolve_parts(
     parts = []
     for tag, spec in items:
         if isinstance(spec, NucleiDataset):
-            if spec.split != "all":
-                raise ArgumentError(f"{tag}: pass the dataset with split='all' (NucFuse draws from every split)")
+            allowed = ("all", nucfuse_test_split(spec)) if for_test else ("all",)
+            if spec.split not in allowed:
+                which = " or ".join(repr(a) for a in dict.fromkeys(allowed))
+                purpose = "NucFuse-test draws from it" if for_test else "NucFuse draws from every split"
+                raise ArgumentError(f"{tag}: pass the dataset with split={which} ({purpose}), not {spec.split!r}")
             parts.append((tag, spec))
             continue
         cls = get_dataset_class(spec)
         kwargs = dict(options.get(tag, options.get(cls.name, {})))
+        split = nucfuse_test_split(cls) if for_test else "all"
         try:
-            ds = cls(root=root, split="all", download=download, progress=progress, **kwargs)
+            ds = cls(root=root, split=split, download=download, progress=progress, **kwargs)
         except DatasetNotFoundError as exc:
-            raise type(exc)(f"{exc}\n{AVAILABLE_HINT}") from None
+            need = ""
+            if split != "all":
+                need = (
+                    f"\nNucFuse-test draws {cls.name}'s tiles from its official {split!r} split only: the files of "
+                    f"that split are all it needs (`nucfuse info {cls.name}` lists them)."
+                )
+            raise type(exc)(f"{exc}{need}\n{AVAILABLE_HINT}") from None
         parts.append((tag, ds))
     return parts
 

@@ -36,7 +36,7 @@ class SourceLocation(DatasetSpec):
         located: dict[str, tuple[str, Path | None]] = {}
         missing: list[Resource] = []
         for res in self.active_resources(splits):
-            base = self._content_root(res, ddir, max_depth=2)
+            base = self._part_root(res, ddir, 2, splits)  # the whole content, or the parts of these splits
             if base is not None:
                 located[res.key] = ("folder", base)
                 continue
@@ -77,7 +77,8 @@ class SourceLocation(DatasetSpec):
             )
         lines.append("Expected there (the archive as downloaded, or the folder it unpacks to):")
         for res in missing:
-            alt = f" — or the extracted folder containing {res.marker!r}" if res.marker else ""
+            markers = res.markers(list(splits))  # the parts of these splits, for a resource with one per split
+            alt = f" — or the extracted folder containing {' and '.join(map(repr, markers))}" if markers else ""
             lines.append(f"  - {res.describe()}{alt}")
         manual = [r for r in missing if not r.downloadable]
         if manual:

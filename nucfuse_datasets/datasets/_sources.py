@@ -91,24 +91,26 @@ class Sources(Mapping[str, Path]):
         return key in self._paths or key in self._archives
 
 
-def find_marker(base: Path, marker: str, max_depth: int = 2) -> Path | None:
+def find_marker(base: Path, marker: str | tuple[str, ...], max_depth: int = 2) -> Path | None:
     """Find the folder under ``base`` (itself or up to ``max_depth`` levels down) that contains ``marker``.
 
-    Prepared stores and temporary folders are skipped.
+    ``marker`` may be several paths, which the folder must all contain. Prepared stores and temporary folders are
+    skipped.
 
     Example:
         >>> import tempfile, pathlib
         >>> d = pathlib.Path(tempfile.mkdtemp()); (d / "x" / "A" / "B").mkdir(parents=True)
-        >>> find_marker(d, "A/B") == d / "x"
-        True
+        >>> find_marker(d, "A/B") == d / "x", find_marker(d, ("A/B", "C"))
+        (True, None)
     """
-    if not base.is_dir():
+    markers = (marker,) if isinstance(marker, str) else tuple(marker)
+    if not base.is_dir() or not markers:
         return None
     level = [base]
     for _ in range(max_depth + 1):
         nxt: list[Path] = []
         for folder in level:
-            if (folder / marker).exists():
+            if all((folder / m).exists() for m in markers):
                 return folder
             try:
                 children = sorted(p for p in folder.iterdir() if p.is_dir())

@@ -115,6 +115,8 @@ class DatasetSpec:
     paper: ClassVar[PaperStats | None] = None
     manual_instructions: ClassVar[str] = ""
     converter_version: ClassVar[int] = 1
+    #: folder levels searched for a resource's markers beyond the default (copies that add a folder level)
+    content_depth: ClassVar[int] = 0
 
     # ---- set by the constructor
     root: Path
@@ -196,8 +198,32 @@ class DatasetSpec:
 
     @classmethod
     def _content_root(cls, res: Resource, base: Path, max_depth: int) -> Path | None:
-        """Folder under ``base`` holding ``res``'s content (default: the one containing ``res.marker``)."""
-        return find_marker(base, res.marker, max_depth=max_depth) if res.marker else None
+        """Folder under ``base`` holding ``res``'s whole content (default: the one with every one of its markers)."""
+        markers = res.markers()
+        return find_marker(base, markers, max_depth=max_depth + cls.content_depth) if markers else None
+
+    @classmethod
+    def _part_root(cls, res: Resource, base: Path, max_depth: int, splits: Iterable[str]) -> Path | None:
+        """Folder under ``base`` holding what ``res`` gives ``splits``.
+
+        Its whole content, or, for a resource with one part per split (:attr:`Resource.split_markers`), a folder
+        holding only the parts of ``splits`` (an extracted CoNSeP with ``Train/`` alone serves ``split="train"``).
+        """
+        whole = cls._content_root(res, base, max_depth)
+        if whole is not None or not res.split_markers:
+            return whole
+        markers = res.markers(list(splits))
+        return find_marker(base, markers, max_depth=max_depth + cls.content_depth) if markers else None
+
+    @classmethod
+    def _source_state(cls, res: Resource, ddir: Path) -> str:
+        """What ``info`` says of ``res`` under ``ddir``: whole folder, archive, the parts of some splits, missing."""
+        if cls._content_root(res, ddir, max_depth=2) is not None:
+            return "extracted folder present"
+        if (ddir / res.filename).is_file():
+            return "archive present"
+        parts = [s for s, _ in res.split_markers if cls._part_root(res, ddir, 2, (s,)) is not None]
+        return f"extracted folder present (split {', '.join(parts)} only)" if parts else "missing"
 
     @classmethod
     def info(cls, root: PathLike | None = None) -> dict[str, Any]:
@@ -216,12 +242,7 @@ class DatasetSpec:
                     kept = None
                 status["prepared_splits"][store_name] = list(kept if kept is not None else cls.splits)
         for res in cls.resources:
-            if cls._content_root(res, ddir, max_depth=2) is not None:
-                status["sources"][res.key] = "extracted folder present"
-            elif (ddir / res.filename).is_file():
-                status["sources"][res.key] = "archive present"
-            else:
-                status["sources"][res.key] = "missing"
+            status["sources"][res.key] = cls._source_state(res, ddir)
         return {
             "name": cls.name,
             "title": cls.title,

@@ -18,6 +18,9 @@ Conversion:
   ``type_map`` inside the instance.
 * ``classes="original"`` (default) keeps the 7 source classes; ``classes="merged"`` applies the
   HoVer-Net paper's merge (3+4 → epithelial, 5+6+7 → spindle-shaped) and gets its own prepared store.
+
+Preparation is per split: an extracted folder holding only ``Train/`` (or only ``Test/``) serves that split
+(:attr:`Resource.split_markers <nucfuse_datasets.io.download.Resource.split_markers>`); ``consep.zip`` serves both.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from nucfuse_datasets.datasets._base import ExpectedCount, NucleiDataset, Option, PaperStats, Sources, find_marker
+from nucfuse_datasets.datasets._base import ExpectedCount, NucleiDataset, Option, PaperStats, Sources
 from nucfuse_datasets.datasets._mat import integral_array, label_map, load_mat
 from nucfuse_datasets.datasets._parallel import Job
 from nucfuse_datasets.datasets._registry import register
@@ -114,14 +117,6 @@ def instance_classes(
     return out
 
 
-def _split_root(base: Path, max_depth: int) -> Path | None:
-    """The folder holding ``Train/Labels`` and ``Test/Labels`` under ``base``."""
-    found = find_marker(base, "Train/Labels", max_depth=max_depth)
-    if found is not None and (found / "Test" / "Labels").is_dir():
-        return found
-    return None
-
-
 @register
 class CoNSeP(NucleiDataset):
     """CoNSeP: 27 training + 14 test colorectal adenocarcinoma tiles (1000×1000, 40×) with 7 nucleus classes.
@@ -167,6 +162,7 @@ class CoNSeP(NucleiDataset):
                 "module; not checked against a fresh download"
             ),
             marker="Train/Labels",
+            split_markers=(("train", "Train/Labels"), ("test", "Test/Labels")),
             manual=True,
             page="https://warwick.ac.uk/fac/cross_fac/tia/data/hovernet/",
             note="Behind a Warwick sign-in since about November 2023; mirror: https://opendatalab.com/OpenDataLab/CoNSeP",
@@ -174,6 +170,7 @@ class CoNSeP(NucleiDataset):
     )
     splits = ("train", "test")
     test_split = "test"
+    content_depth = 1  # the folder holding Train/ and Test/ may lie one level deeper than usual (re-zipped copies)
     class_names = ORIGINAL_CLASS_NAMES
     magnification = 40.0
     expected_counts = (
@@ -202,11 +199,6 @@ class CoNSeP(NucleiDataset):
     def _configure(self) -> None:
         # an instance attribute: the merged variant has its own class list (class-level value: original)
         self.class_names = MERGED_CLASS_NAMES if self.classes == "merged" else ORIGINAL_CLASS_NAMES
-
-    @classmethod
-    def _content_root(cls, res: Resource, base: Path, max_depth: int) -> Path | None:
-        # the folder holding Train/ and Test/ (normally CoNSeP/; other copies may lack that top folder)
-        return _split_root(base, max_depth + 1)
 
     def _convert(self, sources: Sources) -> Iterator[Job]:
         base = sources["consep"]

@@ -10,7 +10,8 @@ Native layout (a Google Drive *folder* shared by the HoVer-Net authors; no archi
 The same file names occur in both splits, so sample ids are ``<split>_<stem>`` (``train_image_00``).
 ``inst_map`` is checked to hold non-negative integers (a ``double`` map is cast); the store renumbers
 ids 1..N. The tiles mix 20× and 40× scans and no source says which tile is which, so
-``meta.magnification`` is left unset.
+``meta.magnification`` is left unset. Preparation is per split: an extracted folder holding only ``train/`` (or
+only ``test/``) serves that split.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from nucfuse_datasets.datasets._base import ExpectedCount, NucleiDataset, PaperStats, Sources, find_marker
+from nucfuse_datasets.datasets._base import ExpectedCount, NucleiDataset, PaperStats, Sources
 from nucfuse_datasets.datasets._mat import label_map, load_mat
 from nucfuse_datasets.datasets._parallel import Job
 from nucfuse_datasets.datasets._registry import register
@@ -41,14 +42,6 @@ _NUM = re.compile(r"(\d+)")
 
 def _natural_key(text: str) -> tuple[Any, ...]:
     return tuple(int(p) if p.isdigit() else p for p in _NUM.split(text))
-
-
-def _split_root(base: Path, max_depth: int) -> Path | None:
-    """The folder holding ``train/Labels`` and ``test/Labels`` under ``base``."""
-    found = find_marker(base, "train/Labels", max_depth=max_depth)
-    if found is not None and (found / "test" / "Labels").is_dir():
-        return found
-    return None
 
 
 @register
@@ -87,6 +80,7 @@ class CPM17(NucleiDataset):
                 "your zip is recorded on first use"
             ),
             marker="train/Labels",
+            split_markers=(("train", "train/Labels"), ("test", "test/Labels")),
             manual=True,
             page=DRIVE_FOLDER,
             note="A Drive folder, not a file: use 'Download' on the folder and save the zip as cpm17.zip.",
@@ -94,6 +88,7 @@ class CPM17(NucleiDataset):
     )
     splits = ("train", "test")
     test_split = "test"
+    content_depth = 1  # the folder holding the split folders may lie one level deeper (Drive zips add a top folder)
     magnification = None
     expected_counts = (
         ExpectedCount("train", 32, None, "official CPM-17 split"),
@@ -110,11 +105,6 @@ class CPM17(NucleiDataset):
         "(any folder name works as long as it holds train/ and test/). If Drive splits the download into several "
         "zips, extract them all into the same folder."
     )
-
-    @classmethod
-    def _content_root(cls, res: Resource, base: Path, max_depth: int) -> Path | None:
-        # the folder holding train/ and test/ (Drive names it after the shared folder)
-        return _split_root(base, max_depth + 1)
 
     def _convert(self, sources: Sources) -> Iterator[Job]:
         base = sources["cpm17"]

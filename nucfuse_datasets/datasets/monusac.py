@@ -5,9 +5,10 @@ Native layout (the two Google Drive zips)::
     MoNuSAC_images_and_annotations/<TCGA-..-DX1>/<TCGA-..-DX1>_<k>.{svs,tif,xml}          train, 46 patients
     MoNuSAC Testing Data and Annotations/<TCGA-..-DX1>/<TCGA-..-DX1>_<k>.{svs,tif,xml}    test, 25 patients
 
-Sub-image suffixes come in two styles, ``_001`` and ``_1``; the file stem is kept as it is as the
-sample id. The ``.tif`` files are mostly RGBA, some RGB; **some test sub-images have no ``.tif``**
-and are read from level 0 of their ``.svs`` instead.
+Sub-image names come in three styles, ``<slide>_001``, ``<slide>_1`` and, for every prostate sub-image of the
+release, ``<slide>-1`` (``TCGA-G9-6342-01Z-00-DX1-1.xml``); the file stem is kept as it is as the sample id.
+The ``.tif`` files are mostly RGBA, some RGB; **some test sub-images have no ``.tif``** and are read from level 0
+of their ``.svs`` instead.
 
 XML (Aperio ImageScope): one ``Annotation`` per class, the class being the ``Name`` of its
 ``Attributes/Attribute``; ``Regions/Region/Vertices/Vertex@X,Y`` are float pixel coordinates.
@@ -23,9 +24,11 @@ Conversion:
   compared case-insensitively, ignoring surrounding spaces.
 * ``meta.extra["has_macrophage"]`` is true when the XML holds at least one ``Macrophage`` region
   (whether or not it survives rasterisation): the NucFuse-test protocol excludes those sub-images.
-* ``meta.extra`` also holds ``patient`` (the folder name, a TCGA slide id), ``tcga_case``
-  (``TCGA-XX-YYYY``) and ``sub_image`` (the suffix after the last ``_``); ``meta.organ`` comes from
-  the organisers' patient/organ lists (via torch-em's ``ORGAN_SPLITS``).
+* ``meta.extra`` also holds ``patient`` (the folder name, a TCGA slide id), ``sub_image`` (the suffix after the
+  slide id and its ``_`` or ``-``, :func:`sub_image`), and ``tcga_case``, ``tcga_project`` and ``primary_site``
+  from the barcode's tissue source site code (:mod:`nucfuse_datasets.datasets._tcga`); ``meta.organ`` comes from
+  the organisers' patient/organ lists (via torch-em's ``ORGAN_SPLITS``), else from that primary site (the two
+  agree on every listed case).
 * Should the same stem occur in both splits, the test copy's id gets a ``-test`` suffix.
 """
 
@@ -40,12 +43,13 @@ from nucfuse_datasets.datasets._base import ExpectedCount, NucleiDataset, PaperS
 from nucfuse_datasets.datasets._parallel import Job, report_skip
 from nucfuse_datasets.datasets._raster import fill_polygon
 from nucfuse_datasets.datasets._registry import register
+from nucfuse_datasets.datasets._tcga import tcga_fields
 from nucfuse_datasets.errors import InvalidSourceError
 from nucfuse_datasets.io.download import Resource
 from nucfuse_datasets.io.files import parse_aperio, read_image, to_rgb_uint8
 from nucfuse_datasets.io.store import RawSample
 
-__all__ = ["CLASSES", "ORGANS", "MoNuSAC", "read_monusac_xml"]
+__all__ = ["CLASSES", "ORGANS", "MoNuSAC", "read_monusac_xml", "sub_image"]
 
 #: Class name (lower case) -> class id.
 CLASSES: dict[str, int] = {"epithelial": 1, "lymphocyte": 2, "neutrophil": 3, "macrophage": 4}
@@ -93,6 +97,28 @@ def tcga_case(name: str) -> str:
         'TCGA-55-1594'
     """
     return "-".join(name.split("-")[:3])
+
+
+def sub_image(stem: str, patient: str) -> str:
+    """The sub-image number of a MoNuSAC file stem: what follows the patient folder's slide id and one ``_`` or ``-``.
+
+    Stems that do not start with the folder name fall back to the part after the last ``_``, else after the sixth
+    ``-`` (a slide id ``TCGA-XX-YYYY-01Z-00-DX1`` has six fields); ``""`` when there is none.
+
+    Example:
+        >>> sub_image("TCGA-55-1594-01Z-00-DX1_001", "TCGA-55-1594-01Z-00-DX1")
+        '001'
+        >>> sub_image("TCGA-G9-6342-01Z-00-DX1-1", "TCGA-G9-6342-01Z-00-DX1")
+        '1'
+        >>> sub_image("TCGA-G9-6342-01Z-00-DX1-12", "renamed"), sub_image("TCGA-G9-6342-01Z-00-DX1", "renamed")
+        ('12', '')
+    """
+    if stem.startswith(patient) and len(stem) > len(patient) + 1 and stem[len(patient)] in "_-":
+        return stem[len(patient) + 1 :]
+    if "_" in stem:
+        return stem.rsplit("_", 1)[-1]
+    parts = stem.split("-")
+    return "-".join(parts[6:]) if len(parts) > 6 else ""
 
 
 def _norm(name: str) -> str:
@@ -220,6 +246,7 @@ class MoNuSAC(NucleiDataset):
         ExpectedCount("all", 310, 46828, "NucFuseRank paper Table 1", tolerance=0.03),
     )
     paper = PaperStats(310, 46828, "4", "33×86 – 1771×1760", 21.31, 2692)
+    converter_version = 2  # 2: sub_image of "-1" names; tcga_project and primary_site in meta.extra
     manual_instructions = (
         "Google Drive often refuses automated downloads. Then download the training and testing data from the "
         "links on https://monusac-2020.grand-challenge.org/Data/ and put 'MoNuSAC_images_and_annotations.zip' and "
@@ -299,10 +326,12 @@ def _convert_one(sid: str, split: str, top: Path, patient: Path, stem: str, xml:
         instances[rr, cc] = k
         classes[k] = cls
     present = set(np.unique(instances).tolist()) - {0}
+    tcga = tcga_fields(patient.name)  # tcga_case, tcga_project, primary_site (the barcode's TSS code)
     extra: dict[str, str | int | bool] = {
         "patient": patient.name,
         "tcga_case": tcga_case(patient.name),
-        "sub_image": stem.rsplit("_", 1)[-1] if "_" in stem else "",
+        **{k: v for k, v in tcga.items() if k != "tcga_case"},
+        "sub_image": sub_image(stem, patient.name),
         "has_macrophage": has_macrophage,
         "image_source": image_path.suffix.lower().lstrip("."),
     }
@@ -316,7 +345,7 @@ def _convert_one(sid: str, split: str, top: Path, patient: Path, stem: str, xml:
         classes={i: c for i, c in classes.items() if i in present},
         ignore=ignore if n_ambiguous else None,
         meta={
-            "organ": ORGANS.get(tcga_case(patient.name)),
+            "organ": ORGANS.get(tcga_case(patient.name)) or tcga.get("primary_site"),
             "magnification": 40.0,
             "original_file": f"{top.name}/{patient.name}/{image_path.name}",
             "extra": extra,

@@ -13,6 +13,12 @@ they overlap (see :mod:`nucfuse_datasets.datasets._raster`). A region that cover
 2-vertex Region 180 of TCGA-50-5931 — is dropped, so every instance is a region that rasterises
 to at least one pixel. ``MicronsPerPixel`` is taken from the XML root when present (it is missing
 in TCGA-NH-A8F7).
+
+Metadata: ``meta.extra`` holds ``tcga_case``, ``tcga_project`` and ``primary_site`` from the barcode's tissue source
+site code (:mod:`nucfuse_datasets.datasets._tcga`, the GDC's table). ``meta.organ`` is the organisers' organ for the
+30 original training images and that primary site for the 21 others (7 added training images, 14 test images). The
+organisers' "liver" images (TCGA-18, -21, -38, -49, -50) are lung slides by their TSS codes (TCGA-LUSC, TCGA-LUAD);
+their ``organ`` stays "liver", as the organisers and the NucFuseRank paper have it.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from nucfuse_datasets.datasets._base import ExpectedCount, NucleiDataset, PaperS
 from nucfuse_datasets.datasets._parallel import Job
 from nucfuse_datasets.datasets._raster import rasterize
 from nucfuse_datasets.datasets._registry import register
+from nucfuse_datasets.datasets._tcga import tcga_fields
 from nucfuse_datasets.errors import InvalidSourceError
 from nucfuse_datasets.io.download import Resource
 from nucfuse_datasets.io.files import parse_aperio, read_image, to_rgb_uint8
@@ -35,8 +42,9 @@ from nucfuse_datasets.io.store import RawSample
 __all__ = ["ORGANS", "TEST_IDS", "MoNuSeg", "parse_aperio_xml"]
 
 #: Organ of each original training image (torch-em ``ORGAN_SPLITS``, from the organisers'
-#: "Training_Patient_Organ_information.pdf"). The 7 images added later and the 14 test images
-#: have no organ in any primary source we have, so their organ is left unset.
+#: "Training_Patient_Organ_information.pdf"). The 7 images added later and the 14 test images have no organ in
+#: any primary source we have: theirs is the primary site of their TCGA project (TSS code). The "liver" cases
+#: are lung slides by their TSS codes (LUSC, LUAD); the organisers' label is kept, as the paper follows it.
 ORGANS: dict[str, str] = {
     **dict.fromkeys(
         ["TCGA-A7-A13E", "TCGA-A7-A13F", "TCGA-AR-A1AK", "TCGA-AR-A1AS", "TCGA-E2-A1B5", "TCGA-E2-A14V"],
@@ -202,6 +210,7 @@ class MoNuSeg(NucleiDataset):
         ExpectedCount("all", 51, 30827, "NucFuseRank paper Table 1", tolerance=0.08),
     )
     paper = PaperStats(51, 30827, "9", "1000×1000", 39.61, 592)
+    converter_version = 2  # 2: tcga_project and primary_site in meta.extra, organ of the 21 others from the TSS code
     manual_instructions = (
         "Google Drive often refuses automated downloads ('too many accesses'). Then download the two files "
         "by hand from https://monuseg.grand-challenge.org/Data/ (training data and test data links) and put "
@@ -230,16 +239,18 @@ def _convert_one(stem: str, split: str, tif: Path, xml: Path) -> RawSample:
     regions, mpp = parse_aperio_xml(xml)
     instances, _ = rasterize(regions, image.shape[:2])
     case = case_id(stem)
-    extra: dict[str, str | bool] = {"tcga_case": case}
+    tcga = tcga_fields(stem)  # tcga_case, tcga_project, primary_site (the barcode's TSS code)
+    extra: dict[str, str | bool] = {"tcga_case": case, **tcga}
     if split == "train":
         extra["added_2018"] = case in EXTRA_TRAIN_IDS
+    organ = ORGANS.get(case) or tcga.get("primary_site")  # the organisers' organ first
     return RawSample(
         sample_id=stem,
         split=split,
         image=image,
         instances=instances,
         meta={
-            "organ": ORGANS.get(case),
+            "organ": organ,
             "magnification": 40.0,
             "mpp": mpp,
             "original_file": f"{TRAIN_DIR}/Tissue Images/{tif.name}" if split == "train" else f"{TEST_DIR}/{tif.name}",

@@ -15,7 +15,10 @@ crosswalk lists 1,365 patch ids; the paper uses 1,356 tiles). A corrected mask w
 error. Label maps are read by :func:`nucfuse_datasets.datasets._labels.read_instance_map` (8/16/32-bit;
 RGB-encoded ids decoded as ``R + 256·G + 65536·B``). The tile size is whatever the files hold. With the
 crosswalk present, ``meta.extra["cancer_type"]`` is the TCGA study code (``"brca"``) and ``meta.organ`` the
-organ it stands for; without it both stay unset.
+organ it stands for; without it both stay unset. The crosswalk's TCGA id also gives ``meta.extra`` its
+``tcga_case``, ``tcga_project`` and ``primary_site`` from the barcode's tissue source site code
+(:mod:`nucfuse_datasets.datasets._tcga`); ``meta.organ`` falls back to that primary site when the cancer type
+names no organ of :data:`CANCER_ORGANS`.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from nucfuse_datasets.datasets._base import ExpectedCount, NucleiDataset, PaperS
 from nucfuse_datasets.datasets._labels import read_instance_map
 from nucfuse_datasets.datasets._parallel import Job, Skipped
 from nucfuse_datasets.datasets._registry import register
+from nucfuse_datasets.datasets._tcga import tcga_fields
 from nucfuse_datasets.errors import InvalidSourceError
 from nucfuse_datasets.io.download import Resource
 from nucfuse_datasets.io.files import read_image, to_rgb_uint8
@@ -232,7 +236,7 @@ class PCNS(NucleiDataset):
         f"Optional: also put the TCIA crosswalk '{CROSSWALK_FILE}' there (download=True fetches it) to get "
         "each patch's cancer type."
     )
-    converter_version = 1
+    converter_version = 2  # 2: tcga_case, tcga_project and primary_site from the crosswalk's TCGA id
 
     @classmethod
     def _content_root(cls, res: Resource, base: Path, max_depth: int) -> Path | None:
@@ -283,6 +287,9 @@ def _convert_one(
                 organ = CANCER_ORGANS.get(entry["cancer_type"])
             if "tcga_id" in entry:
                 extra["tcga_id"] = entry["tcga_id"]
+                tcga = tcga_fields(entry["tcga_id"])  # tcga_case, tcga_project, primary_site (TSS code)
+                extra.update(tcga)
+                organ = organ or tcga.get("primary_site")
     return RawSample(
         sample_id=pid,
         split="all",

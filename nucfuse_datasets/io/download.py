@@ -98,6 +98,9 @@ class Resource:
         note: anything a person must know (licence acceptance, which button to press...).
         splits: the dataset splits this resource feeds (empty: every split). Asking for one split needs
             (and downloads) only the resources that feed it.
+        split_markers: ``(split, marker)`` pairs for a resource whose content has one part per split
+            (CoNSeP's ``Train/`` and ``Test/``): the whole content holds every marker, and an extracted folder
+            holding only some parts serves the splits of those parts.
     """
 
     key: str
@@ -115,10 +118,25 @@ class Resource:
     note: str = ""
     splits: tuple[str, ...] = ()
     extra: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+    split_markers: tuple[tuple[str, str], ...] = ()
 
     def feeds(self, splits: tuple[str, ...] | list[str] | set[str]) -> bool:
         """True when this resource feeds any of ``splits`` (a resource without ``splits`` feeds them all)."""
         return not self.splits or bool(set(self.splits) & set(splits))
+
+    def markers(self, splits: tuple[str, ...] | list[str] | None = None) -> tuple[str, ...]:
+        """The paths an extracted folder must hold: for ``splits`` (default: the whole content).
+
+        Example:
+            >>> r = Resource("a", "a.zip", marker="Train/Labels",
+            ...              split_markers=(("train", "Train/Labels"), ("test", "Test/Labels")))
+            >>> r.markers(), r.markers(["test"]), Resource("b", "b.zip", marker="B").markers(["test"])
+            (('Train/Labels', 'Test/Labels'), ('Test/Labels',), ('B',))
+        """
+        if self.split_markers and splits is not None:
+            return tuple(dict.fromkeys(m for s, m in self.split_markers if s in splits))
+        whole = [self.marker] if self.marker else []
+        return tuple(dict.fromkeys([*whole, *(m for _, m in self.split_markers)]))
 
     def placement_hint(self, folder: Path) -> str:
         """Where to put a hand-downloaded copy: the file as downloaded, or the folder it unpacks to."""

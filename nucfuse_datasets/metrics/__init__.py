@@ -1,10 +1,12 @@
-"""Nuclei instance-segmentation metrics: PQ/DQ/SQ, AJI, AJI+, Dice, precision and recall.
+"""Nuclei instance-segmentation metrics: PQ/DQ/SQ, AJI, AJI+, Dice, precision and recall; class-aware scores.
 
 Faithful to the numbers of the NucFuseRank benchmark (Torbati et al. 2026), bit for bit on
 every case where the reference code returns a number, but robust where it breaks: empty
 images, maps without background, huge or non-contiguous ids, any integer dtype. One sparse
 contingency table per image pair makes it hundreds of times faster than the per-instance
 mask loops of HoVerNet/CellViT. See ``docs/metrics.md`` for definitions and policies.
+Class-aware scores (PanNuke mPQ/bPQ, CoNIC mPQ+, HoVer-Net type F1) are :func:`class_scores`
+and its parts (``docs/class-aware-scoring.md``).
 
 Example:
     >>> import numpy as np
@@ -28,6 +30,14 @@ from nucfuse_datasets.metrics.aggregate import (
     aggregate,
     per_image_values,
 )
+from nucfuse_datasets.metrics.class_aware import (
+    CLASS_PROTOCOLS,
+    HOVERNET_WEIGHTS,
+    ClassStats,
+    class_scores,
+    image_class_stats,
+    reduce_class_stats,
+)
 from nucfuse_datasets.metrics.pair import (
     MATCH_CHOICES,
     aji,
@@ -42,20 +52,26 @@ from nucfuse_datasets.metrics.result import METRIC_KEYS, PairResult, PanopticQua
 
 __all__ = [
     "AGGREGATE_KEYS",
+    "CLASS_PROTOCOLS",
     "EMPTY_CHOICES",
+    "HOVERNET_WEIGHTS",
     "MATCH_CHOICES",
     "METRIC_KEYS",
     "MODE_CHOICES",
+    "ClassStats",
     "MetricPolicy",
     "PairResult",
     "PanopticQuality",
     "aggregate",
     "aji",
     "aji_plus",
+    "class_scores",
     "dice_1",
     "dice_2",
     "evaluate_pair",
+    "image_class_stats",
     "panoptic_quality",
     "per_image_values",
+    "reduce_class_stats",
     "remap_label",
 ]

@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from nucfuse_datasets._labelmap import check_label_map, relabel
 from nucfuse_datasets.errors import ArgumentError
 from nucfuse_datasets.transforms._watershed import MAGNIFICATION_PRESETS, hv_watershed, hv_watershed_params
 
@@ -55,10 +56,57 @@ __all__ = [
     "crop_to_shape",
     "hv_watershed",
     "hv_watershed_params",
+    "instance_classes",
     "pad_to_multiple",
     "predict_instances",
     "sliding_window_predict",
 ]
+
+
+# --------------------------------------------------------------------------- per-instance classes
+def instance_classes(instances: np.ndarray, type_map: np.ndarray) -> np.ndarray:
+    """The class of each predicted instance: the majority of the predicted type map over its pixels.
+
+    HoVer-Net's rule (``vqdang/hover_net``, ``models/hovernet/post_proc.py``: ``process``; CellViT's
+    post-processing keeps it): the most frequent type among the instance's pixels, where the background type 0
+    counts only when it is the only one. Ties go to the smallest class id (HoVer-Net sorts the per-type pixel counts
+    with a stable sort of the ascending type ids).
+
+    Args:
+        instances: ``H×W`` instance map (0 = background).
+        type_map: ``H×W`` class id per pixel (e.g. the argmax of a type head, 0 = background).
+
+    Returns:
+        ``int64`` lookup ``classes`` with ``classes[id]`` = class of instance ``id`` for ids ``0..max``
+        (``classes[0] = 0``; 0 also for ids absent from the map), the ``(instances, classes)`` form
+        :func:`nucfuse_datasets.evaluate` takes.
+
+    Raises:
+        ArgumentError: maps that are not 2-D non-negative integer maps of the same shape.
+
+    Example:
+        >>> import numpy as np
+        >>> inst = np.array([[1, 1, 1, 2], [1, 0, 3, 2]])
+        >>> types = np.array([[2, 2, 1, 0], [0, 1, 0, 0]])
+        >>> instance_classes(inst, types).tolist()  # 1: two 2s beat 1 and 0; 2: only background; 3: background
+        [0, 2, 0, 0]
+    """
+    inst = check_label_map(instances, "instances", ArgumentError)
+    types = check_label_map(type_map, "type_map", ArgumentError, shape=inst.shape)
+    top = int(inst.max()) if inst.size else 0
+    out = np.zeros(top + 1, np.int64)
+    fg = inst > 0
+    if not fg.any():
+        return out
+    dense = relabel(inst[fg])
+    n_types = int(types.max()) + 1
+    counts = np.bincount(
+        dense.labels.astype(np.int64) * n_types + types[fg], minlength=(dense.n + 1) * n_types
+    ).reshape(dense.n + 1, n_types)[1:]
+    if n_types > 1:
+        best = counts[:, 1:].argmax(axis=1) + 1  # argmax takes the first maximum: the smallest class id
+        out[dense.ids.astype(np.int64)] = np.where(counts[:, 1:].max(axis=1) > 0, best, 0)
+    return out
 
 
 # --------------------------------------------------------------------------- whole-tile inference
@@ -293,9 +341,11 @@ def predict_instances(
     :func:`sliding_window_predict` instead (for memory; not what the paper did).
 
     Args:
-        model_fn: maps a normalised ``B×3×h×w`` float tensor to a ``B×3×h×w`` tensor of
-            ``[nucleus probability, h, v]``; the model must already be in ``eval()`` mode.
-            ``examples/*/model.py`` provide such adapters for the two reference models.
+        model_fn: maps a normalised ``B×3×h×w`` float tensor to a ``B×C×h×w`` tensor of
+            ``[nucleus probability, h, v, ...]``; the model must already be in ``eval()`` mode.
+            ``examples/*/model.py`` provide such adapters for the two reference models. Channels after
+            the first three (e.g. type probabilities of a class-aware model) are passed through to the
+            ``return_maps`` output, cropped or blended like the others.
         image: ``H×W×3`` ``uint8`` RGB tile (``Sample.image``).
         mean: per-channel mean on the [0, 1] scale (ImageNet for HoVerNeXt, 0.5 for CellViT).
         std: per-channel standard deviation on the [0, 1] scale.
@@ -303,7 +353,7 @@ def predict_instances(
         tile: sliding-window tile side, or ``None`` for whole-tile inference.
         overlap: sliding-window overlap.
         device: where to run ``model_fn`` (default: CPU).
-        return_maps: also return the ``3×H×W`` float32 maps.
+        return_maps: also return the ``C×H×W`` float32 maps.
         **postprocess: keyword arguments for :func:`hv_watershed` (e.g.
             ``**hv_watershed_params(40)``).
 
@@ -340,15 +390,15 @@ def predict_instances(
         if tile is None:
             padded, shape = pad_to_multiple(x[None], multiple, "reflect")
             out = model_fn(padded)  # type: ignore[arg-type]
-            if out.ndim != 4 or out.shape[1] != 3 or tuple(out.shape[-2:]) != tuple(padded.shape[-2:]):
-                raise ArgumentError(f"model_fn must return 1×3×h×w [prob, h, v] maps, got {tuple(out.shape)}")
+            if out.ndim != 4 or out.shape[1] < 3 or tuple(out.shape[-2:]) != tuple(padded.shape[-2:]):
+                raise ArgumentError(f"model_fn must return 1×C×h×w [prob, h, v, ...] maps, got {tuple(out.shape)}")
             maps = crop_to_shape(out, shape)[0]
         else:
             maps = sliding_window_predict(model_fn, x, tile=tile, overlap=overlap)
-            if maps.shape[0] != 3:
-                raise ArgumentError(f"model_fn must return 3 channels [prob, h, v], got {maps.shape[0]}")
+            if maps.shape[0] < 3:
+                raise ArgumentError(f"model_fn must return at least 3 channels [prob, h, v], got {maps.shape[0]}")
     maps_np = maps.float().cpu().numpy()
-    if maps_np.shape != (3, h, w):
-        raise ArgumentError(f"model_fn maps have shape {maps_np.shape}, expected (3, {h}, {w})")
+    if maps_np.shape[1:] != (h, w):
+        raise ArgumentError(f"model_fn maps have shape {maps_np.shape}, expected (C, {h}, {w})")
     inst = hv_watershed(maps_np[0], maps_np[1:3], **postprocess)
     return (inst, maps_np) if return_maps else inst

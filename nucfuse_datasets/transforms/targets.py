@@ -1,4 +1,4 @@
-"""Training targets derived from an instance map: HoVerNet HV maps, nucleus map, 3-class map.
+"""Training targets derived from an instance map: HoVerNet HV maps, nucleus map, 3-class map, type map.
 
 All functions take an ``H×W`` integer instance map (0 = background, ids > 0 = nuclei) and
 are vectorised over instances (one pass of ``np.bincount`` per quantity, no per-instance
@@ -52,6 +52,7 @@ __all__ = [
     "hv_maps",
     "nucleus_map",
     "three_class_map",
+    "type_map",
 ]
 
 
@@ -203,6 +204,43 @@ def three_class_map(instances: np.ndarray) -> np.ndarray:
     return out
 
 
+def type_map(instances: np.ndarray, classes: Any) -> np.ndarray:
+    """Per-pixel class map ``classes[instances]``: the class of each pixel's nucleus, 0 on the background.
+
+    The training target of a type (class) head, from a Sample's instance map and class lookup
+    (``classes[id]`` = class of instance ``id``, ``classes[0] = 0``).
+
+    Args:
+        instances: ``H×W`` integer instance map.
+        classes: 1-D integer lookup with an entry for every id of ``instances``.
+
+    Returns:
+        ``H×W`` ``int32`` map of class ids.
+
+    Raises:
+        ArgumentError: no classes (``None``), a lookup that is not 1-D non-negative integers, or one too short for
+            the largest id.
+
+    Example:
+        >>> import numpy as np
+        >>> type_map(np.array([[0, 1], [2, 2]], np.int32), np.array([0, 3, 1], np.int32)).tolist()
+        [[0, 3], [1, 1]]
+    """
+    inst = _check_instances(instances)
+    if classes is None:
+        raise ArgumentError(
+            "type_map needs the nuclei's classes (classes[id] = class of instance id), and this sample has none: "
+            "load a dataset with classes (NucFuseTrain(..., keep_classes=True)), or leave type_map off"
+        )
+    lut = np.asarray(classes)
+    if lut.ndim != 1 or lut.dtype.kind not in "iu" or (lut.size and int(lut.min()) < 0):
+        raise ArgumentError(f"classes must be a 1-D lookup of non-negative integers, got {lut.dtype} {lut.shape}")
+    top = int(inst.max()) if inst.size else 0
+    if lut.size <= top:
+        raise ArgumentError(f"classes has {lut.size} entries but the largest instance id is {top}")
+    return lut.astype(np.int32, copy=False)[inst]
+
+
 def _fields(sample: Sample | Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(sample, Sample):
         return sample.to_dict()
@@ -219,10 +257,13 @@ class NucleusTargets:
     Args:
         one_based: passed to :func:`hv_maps`.
         keep_meta: copy ``meta`` (a dict), ``classes`` and ``ignore`` into the output.
+        type_map: also attach ``type_map`` (:func:`type_map`: the class of each pixel's nucleus, 0 on the
+            background) for class-aware training; the input must carry ``classes``.
 
     Calling it on a :class:`~nucfuse_datasets.schema.Sample` (or a dict with ``image`` and
     ``instances``) returns a dict of numpy arrays: ``image`` (``H×W×3`` uint8), ``instances``
-    (``H×W`` int32), ``np`` (``H×W`` uint8) and ``hv`` (``2×H×W`` float32).
+    (``H×W`` int32), ``np`` (``H×W`` uint8) and ``hv`` (``2×H×W`` float32); with ``type_map=True``
+    also ``type_map`` (``H×W`` int32).
 
     Example:
         >>> import numpy as np
@@ -232,9 +273,10 @@ class NucleusTargets:
         (['hv', 'image', 'instances', 'np'], (2, 8, 8))
     """
 
-    def __init__(self, *, one_based: bool = True, keep_meta: bool = False) -> None:
+    def __init__(self, *, one_based: bool = True, keep_meta: bool = False, type_map: bool = False) -> None:
         self.one_based = one_based
         self.keep_meta = keep_meta
+        self.type_map = type_map
 
     def _base(self, sample: Sample | Mapping[str, Any]) -> dict[str, Any]:
         fields = _fields(sample)
@@ -245,6 +287,8 @@ class NucleusTargets:
             "np": (inst > 0).astype(np.uint8),
             "hv": hv_maps(inst, one_based=self.one_based),
         }
+        if self.type_map:
+            out["type_map"] = type_map(inst, fields.get("classes"))
         if self.keep_meta:
             for key in ("meta", "classes", "ignore"):
                 if fields.get(key) is not None:
@@ -260,7 +304,8 @@ class NucleusTargets:
         return self._base(sample)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(one_based={self.one_based}, keep_meta={self.keep_meta})"
+        types = ", type_map=True" if self.type_map else ""
+        return f"{type(self).__name__}(one_based={self.one_based}, keep_meta={self.keep_meta}{types})"
 
 
 class HoVerNetTargets(NucleusTargets):
@@ -271,6 +316,7 @@ class HoVerNetTargets(NucleusTargets):
     Args:
         one_based: passed to :func:`hv_maps`.
         keep_meta: copy ``meta`` (a dict), ``classes`` and ``ignore`` into the output.
+        type_map: also attach ``type_map`` (``H×W`` int32, :func:`type_map`) for class-aware training.
 
     Calling it returns a dict of numpy arrays: ``image`` (``H×W×3`` uint8), ``instances``
     (``H×W`` int32), ``np`` (``H×W`` uint8), ``hv`` (``2×H×W`` float32) and ``three_class``

@@ -48,6 +48,18 @@ def test_ids_suffix_styles_and_patient_meta(prepared):
     assert ds.class_names == ("background", "Epithelial", "Lymphocyte", "Neutrophil", "Macrophage")
 
 
+def test_hyphen_sub_image_names(prepared):
+    """Issue 24: a sub-image named with a hyphen (every prostate sub-image of the organisers' release, e.g.
+    ``TCGA-G9-6342-01Z-00-DX1-1.xml``) got ``sub_image == ""``; the ``_1`` / ``_001`` styles worked."""
+    m = prepared.meta(prepared.index_of("TCGA-G9-6342-01Z-00-DX1-1"))
+    assert m.extra["sub_image"] == "1"
+    assert m.extra["patient"] == "TCGA-G9-6342-01Z-00-DX1" and m.extra["tcga_case"] == "TCGA-G9-6342"
+    assert m.organ == "prostate"  # G9-6342 is in the organisers' prostate list
+    assert m.original_file == f"{fake_monusac.TRAIN_DIR}/TCGA-G9-6342-01Z-00-DX1/TCGA-G9-6342-01Z-00-DX1-1.tif"
+    suffixes = {sid: prepared.meta(i).extra["sub_image"] for i, sid in enumerate(prepared.sample_ids)}
+    assert suffixes == {s.stem: s.suffix for _, s in SUBS.values()}  # every style, from the fake's own names
+
+
 @pytest.mark.parametrize("key", sorted(SUBS))
 def test_pixels_instances_and_classes(prepared, key):
     split, stem = key

@@ -57,7 +57,7 @@ def test_cancer_type_from_crosswalk(prepared):
         "12": None,  # not listed
     }
     assert metas["1"].organ == "bladder" and metas["7"].organ == "breast" and metas["12"].organ is None
-    assert metas["1"].extra["tcga_id"] == "TCGA-AA-0001"
+    assert metas["1"].extra["tcga_id"] == "TCGA-BT-0001"
     assert metas["12"].extra["in_crosswalk"] is False and metas["2"].extra["in_crosswalk"] is True
 
 

@@ -8,6 +8,7 @@ Each label file holds ``inst_map`` (float64, ids 1..N), ``type_map`` (float64), 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -59,11 +60,13 @@ def seed_of(stem: str) -> int:
     return (700 if split == "train" else 800) + int(idx)
 
 
-def make(workdir: Path) -> FakeData:
+def make(workdir: Path, ids: Sequence[str] | None = None) -> FakeData:
+    """Write the fake; ``ids`` (real test names such as ``test_12``) replace the test split :data:`TEST`."""
     native = workdir / "native"
     top = native / "CoNSeP"
     nuclei = {"train": 0, "test": 0}
-    for split, stems in (("train", TRAIN), ("test", TEST)):
+    test = TEST if ids is None else list(ids)
+    for split, stems in (("train", TRAIN), ("test", test)):
         folder = top / split.capitalize()
         for stem in stems:
             seed = seed_of(stem)
@@ -80,7 +83,7 @@ def make(workdir: Path) -> FakeData:
     return FakeData(
         native_dir=native,
         archives={"consep": archive},
-        tiles={"train": len(TRAIN), "test": len(TEST), "all": len(TRAIN) + len(TEST)},
+        tiles={"train": len(TRAIN), "test": len(test), "all": len(TRAIN) + len(test)},
         nuclei={**nuclei, "all": nuclei["train"] + nuclei["test"]},
     )
 

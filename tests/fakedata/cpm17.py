@@ -7,6 +7,7 @@ The same stems (``image_00``, ``image_01``) occur in both splits; tiles come in 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -29,11 +30,20 @@ def seed_of(split: str, stem: str) -> int:
     return (900 if split == "train" else 950) + int(stem.split("_")[1])
 
 
-def make(workdir: Path) -> FakeData:
+def tiles_of(ids: Sequence[str]) -> list[tuple[str, str, int, type]]:
+    """The two training tiles of :data:`TILES`, then one 64-px test tile per sample id (``test_image_05``)."""
+    dtypes = (np.float64, np.uint16, np.int32)
+    test = [("test", sid.removeprefix("test_"), 64, dtypes[i % 3]) for i, sid in enumerate(ids)]
+    return [t for t in TILES if t[0] == "train"] + test
+
+
+def make(workdir: Path, ids: Sequence[str] | None = None) -> FakeData:
+    """Write the fake; ``ids`` (real test sample ids such as ``test_image_05``) replace the test tiles of TILES."""
     native = workdir / "native"
     top = native / "cpm17"
     nuclei = {"train": 0, "test": 0}
-    for split, stem, size, dtype in TILES:
+    chosen = TILES if ids is None else tiles_of(ids)
+    for split, stem, size, dtype in chosen:
         image, inst, _ = tile(size, size, seed_of(split, stem), density=3.0)
         folder = top / split
         write_png(folder / "Images" / f"{stem}.png", rgba(image) if split == "test" else image)
@@ -48,7 +58,7 @@ def make(workdir: Path) -> FakeData:
     return FakeData(
         native_dir=native,
         archives={"cpm17": archive},
-        tiles={"train": 2, "test": 2, "all": 4},
+        tiles={s: sum(t[0] == s for t in chosen) for s in ("train", "test")} | {"all": len(chosen)},
         nuclei={**nuclei, "all": nuclei["train"] + nuclei["test"]},
     )
 

@@ -6,6 +6,7 @@ Decoy folders (``label masks``, ``mask binary``) sit beside ``label masks modify
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -42,10 +43,12 @@ def markups(inst: np.ndarray) -> dict[str, np.ndarray]:
     return {"a1": a1, "a1-round2": round2, "a2": a2}
 
 
-def make(workdir: Path) -> FakeData:
+def make(workdir: Path, ids: Sequence[str] | None = None) -> FakeData:
+    """Write the fake; ``ids`` (real names such as ``Human_Skin_02``) replace :data:`STEMS`."""
     native = workdir / "native"
     nuclei = 0
-    for i, stem in enumerate(STEMS):
+    stems = STEMS if ids is None else list(ids)
+    for i, stem in enumerate(stems):
         image, inst, _ = tile(SIZE, SIZE, 1200 + i)
         nuclei += int(np.unique(inst).size - 1)
         write_tiff_pil(native / "tissue images" / f"{stem}.tif", image)
@@ -63,7 +66,7 @@ def make(workdir: Path) -> FakeData:
     return FakeData(
         native_dir=native,
         archives={"main": archive},
-        tiles={"all": len(STEMS)},
+        tiles={"all": len(stems)},
         nuclei={"all": nuclei},
         options={},
     )

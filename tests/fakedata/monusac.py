@@ -1,5 +1,6 @@
 """Fake MoNuSAC: per-patient folders with .svs/.tif/.xml, RGBA and RGB TIFFs, a test tile without .tif,
-Ambiguous regions, Macrophages, stray class names and both sub-image suffix styles.
+Ambiguous regions, Macrophages, stray class names and the three sub-image name styles (``_001``, ``_1`` and
+the prostate files' hyphen, ``-1``).
 
 Every sub-image's nuclei are outlines from ``fake_polygons`` (none hidden by another), written as
 one Annotation per class in the outlines' order. Stray (``Description``, ``1``) and ``Ambiguous``
@@ -37,16 +38,18 @@ class Sub:
     stray: bool = False  # "Description" (2 regions) and "1" (1 region) annotations
     rgb: bool = False  # a 3-channel .tif (the others are RGBA)
     tif: bool = True  # False: only .svs + .xml (the missing-tif quirk)
+    sep: str = "_"  # "-": the hyphen style of the organisers' prostate sub-images (TCGA-G9-6342-01Z-00-DX1-1)
 
     @property
     def stem(self) -> str:
-        return f"{self.patient}_{self.suffix}"
+        return f"{self.patient}{self.sep}{self.suffix}"
 
 
 TRAIN = [
     Sub("TCGA-55-1594-01Z-00-DX1", "001", 64, 80, 6),  # lung, "_001" style
     Sub("TCGA-55-1594-01Z-00-DX1", "002", 40, 90, 4, rgb=True),  # small tile, RGB tif
     Sub("TCGA-5P-A9K0-01Z-00-DX1", "1", 72, 72, 6, macrophage=True),  # kidney, "_1" style
+    Sub("TCGA-G9-6342-01Z-00-DX1", "1", 48, 56, 4, sep="-"),  # prostate, "-1" style
 ]
 TEST = [
     Sub("TCGA-2Z-A9JG-01Z-00-DX1", "1", 64, 64, 6, ambiguous=True),

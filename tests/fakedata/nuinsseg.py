@@ -7,6 +7,8 @@ Quirks reproduced: ``human salivory gland`` / ``human tonsile`` folder names; RG
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -49,12 +51,24 @@ def expected() -> dict[str, dict[str, object]]:
     return out
 
 
-def make(workdir: Path) -> FakeData:
+def organs_of(ids: Sequence[str]) -> dict[str, list[tuple[str, bool, str | None, tuple[int, int, int, int] | None]]]:
+    """Real stems (``human_brain_8``) grouped under a folder named after the stem without its number (the real
+    folder names differ in places, e.g. ``human salivory gland`` for ``human_salivory_*``; the sample id is the
+    stem either way). Every tile gets an all-zero vague mask."""
+    out: dict[str, list[tuple[str, bool, str | None, tuple[int, int, int, int] | None]]] = {}
+    for sid in ids:
+        folder = re.sub(r"_\d+$", "", sid).replace("_", " ")
+        out.setdefault(folder, []).append((sid, False, "mask binary", None))
+    return out
+
+
+def make(workdir: Path, ids: Sequence[str] | None = None) -> FakeData:
+    """Write the fake; ``ids`` (real stems such as ``mouse_femur_01``) replace the tiles of :data:`ORGANS`."""
     native = workdir / "native"
     nuclei = 0
     tiles = 0
     seed = 900
-    for folder, entries in ORGANS.items():
+    for folder, entries in (ORGANS if ids is None else organs_of(ids)).items():
         base = native / TOP / folder
         for stem, alpha, vague_sub, rect in entries:
             seed += 1

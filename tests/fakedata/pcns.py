@@ -22,12 +22,13 @@ PATCHES: dict[str, tuple[str, int, str | None]] = {
     "7": ("brca/more", 80, "L"),  # deeper, another tile size, RGB instead of RGBA
     "12": ("luad", 72, "I;16"),  # not in the crosswalk
 }
-#: crosswalk rows (patch id, TCGA id, cancer type as written, with case and space quirks)
+#: crosswalk rows (patch id, TCGA id, cancer type as written, with case and space quirks); the TSS codes are real
+#: ones of those studies (GDC table: BT University of Pittsburgh, bladder; A7 Christiana Healthcare, breast)
 CROSSWALK_ROWS = [
-    ("1", "TCGA-AA-0001", "BLCA"),
-    ("2", "TCGA-AA-0002", " blca"),
-    ("3", "TCGA-BB-0003", "BRCA"),
-    ("7", "TCGA-BB-0007", "brca"),
+    ("1", "TCGA-BT-0001", "BLCA"),
+    ("2", "TCGA-BT-0002", " blca"),
+    ("3", "TCGA-A7-0003", "BRCA"),
+    ("7", "TCGA-A7-0007", "brca"),
 ]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -74,12 +75,23 @@ def polygons(i: int) -> list[np.ndarray]:
     return fake_polygons(SIZE, SIZE, np.random.default_rng(400 + i), 6)
 
 
-def make(workdir: Path) -> FakeData:
+def rois_of(ids: Sequence[str]) -> list[tuple[str, int]]:
+    """``(kind, number)`` of real ROI names (``training_set_primary_roi_001``)."""
+    out = []
+    for sid in ids:
+        kind, _, num = sid.removeprefix("training_set_").partition("_roi_")
+        out.append((kind, int(num)))
+    return out
+
+
+def make(workdir: Path, ids: Sequence[str] | None = None) -> FakeData:
+    """Write the fake; ``ids`` (real ROI names such as ``training_set_metastatic_roi_009``) replace :data:`ROIS`."""
     native = workdir / "native"
     rois, nuclei = native / ROI_DIR, native / NUCLEI_DIR
     rois.mkdir(parents=True)
     nuclei.mkdir(parents=True)
-    for i, (kind, idx) in enumerate(ROIS):
+    chosen = ROIS if ids is None else rois_of(ids)
+    for i, (kind, idx) in enumerate(chosen):
         image, _, _ = tile(SIZE, SIZE, 400 + i, density=0.0)
         polys = polygons(i)
         ext = ".tiff" if idx == 103 else ".tif"  # the ROI 103 quirk
@@ -94,7 +106,7 @@ def make(workdir: Path) -> FakeData:
         staging = workdir / f"staging-{key}"
         shutil.copytree(folder, staging / folder.name)
         out[key] = zip_tree(staging, archives / filename)
-    n = len(ROIS)
+    n = len(chosen)
     return FakeData(
         native_dir=native,
         archives=out,

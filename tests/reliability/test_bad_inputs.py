@@ -175,7 +175,8 @@ def _bad_npy_truncated(path: Path) -> None:
 
 
 def _bad_float_png(path: Path) -> None:
-    tifffile.imwrite(path.with_suffix(".tif"), np.full((8, 8), 0.5, np.float32))
+    # the tile's size (a wrong size is refused first, from the header): the dtype is what is wrong
+    tifffile.imwrite(path.with_suffix(".tif"), np.full((256, 256), 0.5, np.float32))
     path.unlink()
 
 

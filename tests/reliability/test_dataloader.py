@@ -130,11 +130,8 @@ def test_distributed_sampler_shards_every_dataset_kind(monuseg_root, synth_root,
             assert len(flat) - len(ds) < world  # at most world - 1 repeated indices
 
 
-@pytest.mark.parametrize("pool", ["1", "0"])
-def test_worker_batches_are_built_in_shared_memory_and_equal_a_plain_stack(synth_root, monkeypatch, pool):
-    # Expected values: a plain numpy stack of the samples (no collate involved). With the slot pool on (the
-    # default; tests/test_shm_batch.py checks that its tensors view the slot), and with torch's standard path.
-    monkeypatch.setenv("NUCFUSE_SHM_BATCH", pool)
+def test_worker_batches_are_built_in_shared_memory_and_equal_a_plain_stack(synth_root):
+    # Expected values: a plain numpy stack of the samples (no collate involved).
     train = NucFuseTrain(synth_root, datasets=["synthetic"], dataset_options=SYNTH, split="val", progress=False)
     n = min(8, len(train))
     samples = [train[i] for i in range(n)]
@@ -142,8 +139,7 @@ def test_worker_batches_are_built_in_shared_memory_and_equal_a_plain_stack(synth
     want_inst = np.stack([s.instances for s in samples])
     loader = DataLoader(train, batch_size=n, collate_fn=collate, num_workers=2, multiprocessing_context="fork")
     batch = next(iter(loader))
-    if pool == "0":  # allocated in torch's shared memory by the worker
-        assert batch["image"].is_shared() and batch["instances"].is_shared()
+    assert batch["image"].is_shared() and batch["instances"].is_shared()  # allocated in shared memory by the worker
     np.testing.assert_array_equal(batch["image"].numpy(), want_image)
     np.testing.assert_array_equal(batch["instances"].numpy(), want_inst)
     assert not collate(samples)["image"].is_shared()  # the main process allocates ordinary memory

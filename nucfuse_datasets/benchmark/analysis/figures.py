@@ -28,7 +28,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from nucfuse_datasets._registry import PAPER_RANKING
 from nucfuse_datasets.benchmark import paper
 from nucfuse_datasets.benchmark.analysis import (
     cross_correlations,
@@ -44,6 +43,7 @@ from nucfuse_datasets.benchmark.analysis import (
 )
 from nucfuse_datasets.benchmark.analysis._plots import _pyplot
 from nucfuse_datasets.benchmark.analysis._rows import Row, models_of, value
+from nucfuse_datasets.datasets._registry import PAPER_RANKING
 from nucfuse_datasets.errors import ArgumentError
 from nucfuse_datasets.io.config import PathLike
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from nucfuse_datasets._registry import PAPER_RANKING
 from nucfuse_datasets.benchmark.analysis._rows import Row, models_of, rank, value
+from nucfuse_datasets.datasets._registry import PAPER_RANKING
 
 __all__ = ["ranking_table"]
 

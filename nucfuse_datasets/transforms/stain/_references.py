@@ -1,4 +1,8 @@
-"""The default reference set: 7 MoNuSeg training images, one per organ, fitted once and cached."""
+"""The default reference set: 7 MoNuSeg training images, one per organ, fitted once and cached.
+
+A local MoNuSeg copy without one of the 7 organs gives the references of the organs present, with a warning naming
+the missing ones (``missing="raise"``: the strict rule).
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,9 @@ import json
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from nucfuse_datasets._registry import get_dataset
+from nucfuse_datasets.datasets._registry import get_dataset
 from nucfuse_datasets.errors import ArgumentError, NucFuseWarning
 from nucfuse_datasets.io.config import PathLike, resolve_root
 from nucfuse_datasets.io.files import atomic_write_json
@@ -121,20 +125,44 @@ def fit_references(
     return estimates, skipped
 
 
-def _read_cache(path: Path, organs: list[str], params: dict[str, float]) -> list[StainEstimate] | None:
+def _read_cache(path: Path, organs: list[str], params: dict[str, float]) -> tuple[list[StainEstimate], list[str]]:
+    """The cached references fitted for ``organs`` and ``params``, and the organs that had no image then.
+
+    ``([], [])`` when the cache is missing, unreadable or stale (fit again). A cache written before ``missing``
+    existed has all its organs (``requested`` defaults to ``organs``).
+    """
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
+        used = data["organs"]
+        absent = list(data.get("missing", []))
         if (
             data.get("format") != CACHE_FORMAT
             or data.get("version") != CACHE_VERSION
-            or data.get("organs") != organs
+            or data.get("requested", used) != organs
             or data.get("params") != params
+            or [o for o in organs if o not in absent] != used
         ):
-            return None
+            return [], []
         refs = [StainEstimate.from_dict(r) for r in data["references"]]
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None  # missing, unreadable or stale: fit again
-    return refs if len(refs) == len(organs) else None
+        return [], []  # missing, unreadable or stale: fit again
+    return (refs, absent) if refs and len(refs) == len(used) else ([], [])
+
+
+def _organs_present(train: _TrainOnly) -> set[str]:
+    return {(m.organ or "").lower() for m in train.metas}
+
+
+def _warn_missing(absent: list[str], used: list[str], root: PathLike | None) -> None:
+    warnings.warn(
+        NucFuseWarning(
+            f"stain references: no MoNuSeg training image of organ(s) {', '.join(map(repr, absent))} under "
+            f"{resolve_root(root) / 'monuseg'}; using the {len(used)} organ(s) present ({', '.join(used)}) instead of "
+            f"all {len(used) + len(absent)}. Put the complete MoNuSeg training set there for the paper's references "
+            "(missing='raise' makes this an error)."
+        ),
+        stacklevel=3,
+    )
 
 
 def default_references(
@@ -145,6 +173,7 @@ def default_references(
     alpha: float = ALPHA,
     beta: float = BETA,
     refresh: bool = False,
+    missing: Literal["warn", "raise"] = "warn",
 ) -> list[StainEstimate]:
     """The default references: one MoNuSeg training image per organ, fitted once and cached.
 
@@ -154,6 +183,11 @@ def default_references(
     present; nothing is downloaded), applies the rule of :func:`fit_references`, and writes the
     cache atomically (temporary file + ``os.replace``) with the chosen sample ids and organs.
 
+    An organ without any training image under ``root`` (a partial MoNuSeg copy) is left out with a
+    :class:`~nucfuse_datasets.errors.NucFuseWarning` naming it, so the references are those of the organs
+    present, in ``organs`` order (the paper's 7 when all are there). The cache records the missing organs; it is
+    used (and the warning repeated) while they are still missing, and refitted once one of them arrives.
+
     Args:
         root: data root holding ``monuseg/`` (``None``: ``$NUCFUSE_DATA_DIR``, then the user cache).
         organs: organs in order (default: the 7 MoNuSeg training organs).
@@ -161,13 +195,17 @@ def default_references(
         alpha: see :func:`estimate_stains`.
         beta: see :func:`estimate_stains`.
         refresh: ignore an existing cache and fit again.
+        missing: ``"warn"`` (default): leave out the organs without a training image, with a warning;
+            ``"raise"``: every organ must have one.
 
     Returns:
-        One :class:`StainEstimate` per organ, ``source`` = the sample id (the TCGA stem).
+        One :class:`StainEstimate` per organ present, ``source`` = the sample id (the TCGA stem).
 
     Raises:
+        ArgumentError: ``missing`` is neither ``"warn"`` nor ``"raise"``.
         DatasetNotFoundError: MoNuSeg is not available under ``root``.
-        StainEstimationError: an organ has no usable training image.
+        StainEstimationError: none of the organs has a training image; an organ's images all fail stain
+            estimation; or, with ``missing="raise"``, an organ has no training image.
 
     Example:
         >>> from nucfuse_datasets.transforms.stain import default_references
@@ -175,25 +213,42 @@ def default_references(
         >>> [r.source[:12] for r in refs]  # doctest: +SKIP
         ['TCGA-A7-A13E', 'TCGA-B0-5698', 'TCGA-18-5592', 'TCGA-CH-5767', 'TCGA-DK-A2I6', 'TCGA-AY-A8YK', 'TCGA-KB-A93J']
     """
+    if missing not in ("warn", "raise"):
+        raise ArgumentError(f"missing must be 'warn' or 'raise', got {missing!r}")
     wanted = [str(o).lower() for o in organs]
     params = {"io": float(io), "alpha": float(alpha), "beta": float(beta)}
     path = cache_path(root)
-    if not refresh and (cached := _read_cache(path, wanted, params)) is not None:
+    cached, cached_absent = ([], []) if refresh else _read_cache(path, wanted, params)
+    if cached and not cached_absent:
         return cached
-    dataset = get_dataset("monuseg", root=root, split="train")
-    train = _TrainOnly(dataset)
-    refs, skipped = fit_references(train, wanted, io=io, alpha=alpha, beta=beta)
+    train = _TrainOnly(get_dataset("monuseg", root=root, split="train"))
+    present = _organs_present(train)
+    if cached and missing == "warn" and not present & set(cached_absent):  # still the same organs missing
+        _warn_missing(cached_absent, [o for o in wanted if o not in cached_absent], root)
+        return cached
+    absent = [o for o in wanted if o not in present] if missing == "warn" else []
+    used = [o for o in wanted if o not in absent]
+    if wanted and not used:
+        raise StainEstimationError(
+            f"no usable reference image: none of the organs {wanted} has a MoNuSeg training image under "
+            f"{resolve_root(root) / 'monuseg'}"
+        )
+    refs, skipped = fit_references(train, used, io=io, alpha=alpha, beta=beta)
+    if absent:
+        _warn_missing(absent, used, root)
     record = {
         "format": CACHE_FORMAT,
         "version": CACHE_VERSION,
         "dataset": "monuseg",
         "split": "train",
         "rule": RULE,
-        "organs": wanted,
+        "organs": used,
+        "requested": wanted,
+        "missing": absent,
         "params": params,
         "reference_ids": [r.source for r in refs],
         "skipped": skipped,
-        "references": [{"organ": o, **r.to_dict()} for o, r in zip(wanted, refs, strict=True)],
+        "references": [{"organ": o, **r.to_dict()} for o, r in zip(used, refs, strict=True)],
     }
     try:
         atomic_write_json(path, record)
@@ -209,13 +264,13 @@ class _TrainOnly:
         self._dataset = dataset
         metas = _metas(dataset)
         self._index = [i for i, m in enumerate(metas) if m.split == "train"]
-        self._metas = [metas[i] for i in self._index]
+        self.metas = [metas[i] for i in self._index]
 
     def __len__(self) -> int:
         return len(self._index)
 
     def meta(self, i: int) -> Any:
-        return self._metas[i]
+        return self.metas[i]
 
     def __getitem__(self, i: int) -> Any:
         return self._dataset[self._index[i]]

@@ -16,7 +16,8 @@ import sys
 import textwrap
 from collections.abc import Sequence
 
-from nucfuse_datasets._cli_benchmark import (  # noqa: F401 - re-exported
+from nucfuse_datasets._version import __version__
+from nucfuse_datasets.cli._benchmark import (  # noqa: F401 - re-exported
     _dataset_list,
     _parse_options,
     cmd_demo,
@@ -28,10 +29,10 @@ from nucfuse_datasets._cli_benchmark import (  # noqa: F401 - re-exported
     cmd_report,
     cmd_splits,
 )
-from nucfuse_datasets._registry import dataset_classes, get_dataset_class, list_datasets
-from nucfuse_datasets._version import __version__
+from nucfuse_datasets.datasets._registry import dataset_classes, get_dataset_class, list_datasets
 from nucfuse_datasets.errors import ArgumentError, NucFuseError, PreparedStoreError
 from nucfuse_datasets.io.config import resolve_root
+from nucfuse_datasets.io.predictions import PREDICTION_FORMATS
 
 __all__ = ["main"]
 
@@ -274,9 +275,46 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument("--test-ids", choices=("pinned", "rule"), default="pinned", help="shipped id lists or the rule")
 
-    p = sub.add_parser("evaluate", help="score saved predictions on NucFuse-test")
-    p.add_argument("--predictions", required=True, help="folder of <subset>__<sample_id>.npy|.tif|.png files")
+    p = sub.add_parser(
+        "evaluate",
+        help="score saved predictions (HoVer-Net, CellViT, QuPath, Cellpose, StarDist, label maps) on NucFuse-test "
+        "or a dataset split, class-aware with --protocol",
+    )
+    p.add_argument(
+        "--predictions",
+        required=True,
+        help="the tool's output folder: HoVer-Net mat/ or json/, GeoJSON, Cellpose *_cp_masks.png, or label "
+        "images/.npy named <subset>__<sample_id> (export-test names), <sample_id> or the tile's original file name",
+    )
     nucfuse_options(p)
+    p.add_argument("--dataset", help="score a dataset split instead of NucFuse-test (e.g. pannuke, consep)")
+    p.add_argument("--split", help="the dataset's split with --dataset (e.g. fold3, test; default all)")
+    p.add_argument("--option", action="append", metavar="KEY=VALUE", help="dataset option with --dataset")
+    p.add_argument(
+        "--protocol",
+        choices=("pannuke", "conic", "hovernet"),
+        help="also score classes: PanNuke mPQ/bPQ, CoNIC mPQ+, or HoVer-Net F1_d / type accuracy / per-type F1",
+    )
+    p.add_argument(
+        "--classes", help="evaluation classes (a grouping: consep-4, consep-7, puma-10, puma-3; default per dataset)"
+    )
+    p.add_argument(
+        "--map-predictions",
+        action="store_true",
+        help="the predicted class ids are the dataset's own, to be grouped like the ground truth",
+    )
+    p.add_argument(
+        "--class-map",
+        help="class names/type ids of the files -> evaluation class ids: NAME=ID[,NAME=ID...] or a JSON file "
+        "(GeoJSON names default to the evaluation class names)",
+    )
+    p.add_argument("--format", choices=PREDICTION_FORMATS, help="force one prediction format (default: recognised)")
+    p.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="read Cellpose's pickled _seg.npy files (unpickling runs code: only files you trust)",
+    )
+    p.add_argument("--radius", type=float, default=12.0, help="HoVer-Net centroid pairing radius in pixels")
     p.add_argument("--out", help="folder for report.json/.csv/.md")
     p.add_argument("--model", help="model label for the report")
     p.add_argument("--train-set", help="training-set label for the report (e.g. top9)")

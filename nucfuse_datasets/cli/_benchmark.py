@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from nucfuse_datasets._registry import get_dataset_class
+from nucfuse_datasets.datasets._registry import get_dataset_class
 from nucfuse_datasets.errors import ArgumentError
 
 
@@ -38,13 +38,55 @@ def _dataset_list(args: argparse.Namespace) -> list[str] | str | None:
     return [get_dataset_class(n.strip()).name for n in args.datasets.split(",") if n.strip()]
 
 
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    from nucfuse_datasets.benchmark.composite import NucFuseTest
+def _class_map(text: str | None) -> dict[Any, int | None] | None:
+    """``--class-map``: ``NAME=ID[,NAME=ID...]`` or a JSON file of ``{name: id}`` (``null`` leaves objects out)."""
+    if not text:
+        return None
+    path = Path(text)
+    if path.suffix.lower() == ".json" or path.is_file():
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise ArgumentError(f"--class-map {text}: cannot read the JSON map ({exc})") from None
+        if not isinstance(data, dict):
+            raise ArgumentError(f"--class-map {text}: expected a JSON object {{name: class id}}")
+        return {k: (None if v is None else int(v)) for k, v in data.items()}
+    out: dict[Any, int | None] = {}
+    for pair in text.split(","):
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise ArgumentError(f"--class-map expects NAME=ID[,NAME=ID...], got {pair!r}")
+        key: Any = int(name) if name.strip().lstrip("-").isdigit() else name.strip()
+        out[key] = None if value.strip().lower() in ("", "none", "null") else int(value)
+    return out
 
-    test = NucFuseTest(args.root, datasets=_dataset_list(args), test_ids=args.test_ids)
-    report = test.evaluate_predictions(
-        args.predictions,
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from nucfuse_datasets.benchmark.evaluation import evaluate
+
+    data: Any
+    if args.dataset:
+        if args.datasets:
+            raise ArgumentError("pass --dataset (one dataset split) or --datasets (NucFuse-test subsets), not both")
+        cls = get_dataset_class(args.dataset)
+        data = cls(root=args.root, split=args.split or "all", progress=not args.quiet, **_parse_options(args.option))
+    else:
+        if args.split or args.option:
+            raise ArgumentError("--split and --option go with --dataset")
+        from nucfuse_datasets.benchmark.composite import NucFuseTest
+
+        data = NucFuseTest(args.root, datasets=_dataset_list(args), test_ids=args.test_ids)
+    report = evaluate(
+        data,
+        Path(args.predictions),
+        protocol=args.protocol,
+        classes=args.classes,
+        map_predictions=args.map_predictions,
+        radius=args.radius,
         missing=args.missing,
+        format=args.format,
+        allow_pickle=args.allow_pickle,
+        class_map=_class_map(args.class_map),
         use_ignore=args.use_ignore,
         model=args.model,
         train_set=args.train_set,
@@ -54,7 +96,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     absent = report.meta.get("missing_predictions") or []
     if absent:
         print(
-            f"warning: {len(absent)} of {len(test)} tiles have no prediction in {args.predictions} and were scored "
+            f"warning: {len(absent)} of {len(data)} tiles have no prediction in {args.predictions} and were scored "
             f"as empty (e.g. {', '.join(absent[:3])})",
             file=sys.stderr,
         )
@@ -133,14 +175,14 @@ def cmd_leakage(args: argparse.Namespace) -> int:
 
 
 def cmd_splits(args: argparse.Namespace) -> int:
-    from nucfuse_datasets.benchmark.protocol import PAPER_RANKING, pinned_test_ids, shipped_test_lists
-    from nucfuse_datasets.benchmark.selection import _resolve_parts, select_test_tiles
+    from nucfuse_datasets.benchmark.protocol import PAPER_RANKING, ids_hash, pinned_test_ids, shipped_test_lists
+    from nucfuse_datasets.benchmark.selection import _eligible, _resolve_parts, select_test_tiles
 
     names = _dataset_list(args) or list(PAPER_RANKING)
     default = list(PAPER_RANKING) if names == "available" else names
     doc = shipped_test_lists()
     differ = 0
-    for tag, ds in _resolve_parts(names, default, args.root, False, None, None):
+    for tag, ds in _resolve_parts(names, default, args.root, False, None, None, for_test=True):
         sel = select_test_tiles(tag, ds, "rule")
         pinned = pinned_test_ids(ds.name)
         if pinned is None:
@@ -164,7 +206,20 @@ def cmd_splits(args: argparse.Namespace) -> int:
             )
             print(f"  only in the rebuilt list: {', '.join(sorted(set(sel.ids) - set(pinned))) or '-'}")
         entry = doc["datasets"].setdefault(tag, {})
-        entry.update({"ids": list(sel.ids), "sha256": sel.sha256, "rule": f"select_ids over the {sel.pool}"})
+        candidates = sorted(ds.sample_ids[i] for i in _eligible(ds)[0])
+        entry.update(
+            {
+                "pinned": True,
+                "ids": list(sel.ids),
+                "sha256": sel.sha256,
+                "rule": f"select_ids over the {sel.pool}",
+                "candidates_count": len(candidates),
+                "candidates_sha256": ids_hash(candidates),
+                "source": f"the local copy under {args.root or '$NUCFUSE_DATA_DIR'} (nucfuse splits --write)",
+            }
+        )
+        entry.pop("reason", None)
+        entry.pop("candidates", None)  # the shipped candidate file no longer matches: ship one with the new list
     if args.write:
         Path(args.write).write_text(json.dumps(doc, indent=1) + "\n")
         print(f"written to {args.write}")
@@ -172,6 +227,6 @@ def cmd_splits(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from nucfuse_datasets.demo import run_demo
+    from nucfuse_datasets.cli.demo import run_demo
 
     return run_demo(out=args.out, root=args.root)

@@ -39,7 +39,8 @@ from typing import Any
 
 import numpy as np
 
-from nucfuse_datasets._export_common import (
+from nucfuse_datasets.errors import ArgumentError, InvalidSampleError
+from nucfuse_datasets.export._common import (
     _META_COLUMNS,
     INDEX,
     SHARD_PATTERN,
@@ -51,7 +52,6 @@ from nucfuse_datasets._export_common import (
     _unnpy,
     _unpng,
 )
-from nucfuse_datasets.errors import ArgumentError, InvalidSampleError
 from nucfuse_datasets.io.config import PathLike
 from nucfuse_datasets.schema import Sample, SampleMeta
 
