@@ -282,3 +282,21 @@ def test_one_class_space_is_scored_only_where_it_fits(consep, tmp_path, monkeypa
     assert none_there.meta["class_groupings"]["consep"]["name"] == "consep-4"
     with pytest.raises(ArgumentError, match="fits none of the subsets"):
         nf.evaluate(test, predict, protocol="hovernet", classes="puma-10", progress=False)
+
+
+def test_cli_refuses_pickles_unless_allowed_and_then_warns(tmp_path, capsys):
+    """Issue 23, item 3: Cellpose's pickled ``_seg.npy`` only with ``--allow-pickle``, which prints a warning."""
+    root = tmp_path / "data"
+    ds = nf.get_dataset("synthetic", root=root, n_tiles=2, tile_size=64, progress=False)
+    out = tmp_path / "cellpose-out"
+    out.mkdir()
+    for i in range(len(ds)):  # as cellpose.io.masks_flows_to_seg writes it: np.save of a dict (a pickle)
+        np.save(out / f"{ds.sample_ids[i]}_seg.npy", {"masks": ds[i].instances.astype(np.uint16), "diameter": 30.0})
+    argv = ["--root", str(root), "evaluate", "--dataset", "synthetic", "--option", "n_tiles=2", "--option"]
+    argv += ["tile_size=64", "--predictions", str(out), "--quiet"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "_seg.npy" in err and "pickle" in err and "--allow-pickle" in err
+    with pytest.warns(UserWarning, match="pickle"):
+        assert main([*argv, "--allow-pickle"]) == 0
+    assert "| **overall** | 2 | 100.00 |" in capsys.readouterr().out  # the ground truth itself: PQ ×100 = 100.00

@@ -41,37 +41,17 @@ from typing import Any
 
 import numpy as np
 
+from nucfuse_datasets.datasets import consep, monusac, pannuke, puma, synthetic
 from nucfuse_datasets.errors import ArgumentError, InvalidSampleError
 
 __all__ = ["DEFAULT_GROUPING", "GROUPINGS", "ClassGrouping", "get_grouping", "grouping_for"]
 
-_PANNUKE = ("background", "Neoplastic", "Inflammatory", "Connective", "Dead", "Epithelial")
-_CONSEP_7 = (
-    "background",
-    "other",
-    "inflammatory",
-    "healthy epithelial",
-    "dysplastic/malignant epithelial",
-    "fibroblast",
-    "muscle",
-    "endothelial",
-)
-_CONSEP_4 = ("background", "other", "inflammatory", "epithelial", "spindle-shaped")
-_MONUSAC = ("background", "Epithelial", "Lymphocyte", "Neutrophil", "Macrophage")
-_SYNTHETIC = ("background", "epithelial", "lymphocyte")
-_PUMA_10 = (
-    "background",
-    "nuclei_tumor",
-    "nuclei_stroma",
-    "nuclei_endothelium",
-    "nuclei_histiocyte",
-    "nuclei_melanophage",
-    "nuclei_lymphocyte",
-    "nuclei_plasma_cell",
-    "nuclei_neutrophil",
-    "nuclei_apoptosis",
-    "nuclei_epithelium",
-)
+_PANNUKE = pannuke.CLASS_NAMES
+_CONSEP_7 = consep.ORIGINAL_CLASS_NAMES
+_CONSEP_4 = consep.MERGED_CLASS_NAMES
+_MONUSAC = monusac.MoNuSAC.class_names
+_SYNTHETIC = synthetic.CLASS_NAMES
+_PUMA_10 = ("background", *puma.NUCLEUS_CLASSES)
 
 
 def _identity(names: tuple[str, ...]) -> tuple[int, ...]:
@@ -168,7 +148,7 @@ GROUPINGS: dict[str, ClassGrouping] = {
             "consep-4",
             "consep",
             _CONSEP_4[1:],
-            {_CONSEP_7: (0, 1, 2, 3, 3, 4, 4, 4), _CONSEP_4: _identity(_CONSEP_4)},
+            {_CONSEP_7: tuple(consep.MERGE[k] for k in range(len(_CONSEP_7))), _CONSEP_4: _identity(_CONSEP_4)},
             "HoVer-Net (Graham et al. 2019) CoNSeP evaluation: 3+4 epithelial, 5+6+7 spindle-shaped "
             "(vqdang/hover_net compute_stats.py)",
         ),
