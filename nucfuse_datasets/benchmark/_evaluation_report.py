@@ -101,7 +101,7 @@ class EvaluationReport:
         report = cls(per_image, per_dataset, _aggregates(list(results), policy), meta)
         protocol = meta.get("protocol")
         if protocol:
-            report.class_scores = report.rescore(protocol["name"], **protocol.get("options", {}))
+            report.class_scores = report.rescore(protocol["name"])
         return report
 
     def rescore(self, protocol: str, **options: Any) -> dict[str, dict[str, Any]]:

@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from nucfuse_datasets._labelmap import check_ids, check_label_map
+from nucfuse_datasets._labelmap import check_label_map
 from nucfuse_datasets.errors import BinaryMaskWarning, InvalidPredictionError
+from nucfuse_datasets.metrics.class_aware.image import as_class_lookup
 
 __all__ = [
     "BINARY_MASK_PIECES",
@@ -95,6 +96,9 @@ def check_prediction(pred: Any, shape: tuple[int, int], where: str) -> np.ndarra
 def check_classes(classes: Any, instances: np.ndarray, n_classes: int, where: str) -> np.ndarray:
     """Validate a predicted class lookup against its instance map: 1-D, integer, long enough, ids in ``0..K``.
 
+    The lookup's shape, type and length are :func:`~nucfuse_datasets.metrics.class_aware.image.as_class_lookup`'s
+    check (the metrics' own), raised as :class:`InvalidPredictionError`; the range is stated in evaluation terms.
+
     Raises:
         InvalidPredictionError: the message names ``where`` and what is wrong.
 
@@ -103,25 +107,15 @@ def check_classes(classes: Any, instances: np.ndarray, n_classes: int, where: st
         >>> check_classes([0, 2, 1], np.array([[1, 2]]), 3, "demo/x").tolist()
         [0, 2, 1]
     """
-    arr = np.asarray(_numpy(classes))
-    if arr.ndim != 1:
-        raise InvalidPredictionError(
-            f"{where}: the class lookup must be 1-D (classes[id] = class of instance id), got shape {arr.shape}"
-        )
-    arr = check_ids(arr, f"{where}: class lookup", InvalidPredictionError)
     top = int(instances.max()) if instances.size else 0
-    if arr.size <= top:
-        raise InvalidPredictionError(
-            f"{where}: the class lookup has {arr.size} entries but the instance map's largest id is {top}; it needs "
-            f"one entry per id 0..{top} (classes[0] = 0)"
-        )
+    arr = as_class_lookup(classes, f"{where}: class lookup", max_id=top, error=InvalidPredictionError)
     if arr.size and int(arr.max()) > n_classes:
         raise InvalidPredictionError(
             f"{where}: predicted class {int(arr.max())} is outside the evaluation classes 0..{n_classes} "
             "(0 = unclassified); map the model's classes to the evaluation classes, or pass map_predictions=True "
             "when they are the dataset's own class ids"
         )
-    return arr.astype(np.int64, copy=False)
+    return arr
 
 
 def _pieces(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -199,12 +199,13 @@ def report_meta(
         meta["unpinned"] = _unpinned(test)
         return meta
     ds = next(iter(view.parts.values()))
+    fingerprint = ids_hash(ds.sample_ids)
     meta["data"] = f"{ds.name}/{ds.split}"
-    meta["test_ids_sha256"] = ids_hash(ds.sample_ids)
+    meta["test_ids_sha256"] = fingerprint
     meta["subsets"] = {
         ds.name: {
             "n": len(ds),
-            "ids_sha256": ids_hash(ds.sample_ids),
+            "ids_sha256": fingerprint,
             "source": "dataset",
             "pool": f"split {ds.split!r}",
             "options": dict(ds.options),

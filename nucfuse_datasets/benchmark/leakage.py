@@ -12,12 +12,13 @@ Example:
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from nucfuse_datasets.datasets._tcga import TCGA_CASE
+from nucfuse_datasets.datasets._tcga import tcga_case as case_in
 from nucfuse_datasets.schema import SampleMeta
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -26,18 +27,15 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["LeakageReport", "audit", "leaking_cases", "tcga_case"]
 
-_TCGA = re.compile(r"TCGA-[A-Z0-9]{2}-[A-Z0-9]{4}", re.IGNORECASE)
-
 
 def tcga_case(meta: SampleMeta) -> str | None:
     """The TCGA case id (``TCGA-XX-YYYY``) of a tile, or ``None`` for non-TCGA sources."""
     value = meta.extra.get("tcga_case")
-    if isinstance(value, str) and _TCGA.fullmatch(value):
+    if isinstance(value, str) and TCGA_CASE.fullmatch(value):
         return value.upper()
     for text in (meta.sample_id, meta.original_file or "", str(meta.extra.get("patient", ""))):
-        m = _TCGA.search(text)
-        if m:
-            return m.group(0).upper()
+        if (case := case_in(text)) is not None:
+            return case
     return None
 
 

@@ -89,16 +89,6 @@ ORGANS: dict[str, str] = {
 }
 
 
-def tcga_case(name: str) -> str:
-    """``TCGA-XX-YYYY`` from a MoNuSAC folder or file name.
-
-    Example:
-        >>> tcga_case("TCGA-55-1594-01Z-00-DX1_001")
-        'TCGA-55-1594'
-    """
-    return "-".join(name.split("-")[:3])
-
-
 def sub_image(stem: str, patient: str) -> str:
     """The sub-image number of a MoNuSAC file stem: what follows the patient folder's slide id and one ``_`` or ``-``.
 
@@ -329,8 +319,7 @@ def _convert_one(sid: str, split: str, top: Path, patient: Path, stem: str, xml:
     tcga = tcga_fields(patient.name)  # tcga_case, tcga_project, primary_site (the barcode's TSS code)
     extra: dict[str, str | int | bool] = {
         "patient": patient.name,
-        "tcga_case": tcga_case(patient.name),
-        **{k: v for k, v in tcga.items() if k != "tcga_case"},
+        **tcga,
         "sub_image": sub_image(stem, patient.name),
         "has_macrophage": has_macrophage,
         "image_source": image_path.suffix.lower().lstrip("."),
@@ -345,7 +334,7 @@ def _convert_one(sid: str, split: str, top: Path, patient: Path, stem: str, xml:
         classes={i: c for i, c in classes.items() if i in present},
         ignore=ignore if n_ambiguous else None,
         meta={
-            "organ": ORGANS.get(tcga_case(patient.name)) or tcga.get("primary_site"),
+            "organ": ORGANS.get(tcga.get("tcga_case", "")) or tcga.get("primary_site"),
             "magnification": 40.0,
             "original_file": f"{top.name}/{patient.name}/{image_path.name}",
             "extra": extra,

@@ -100,11 +100,6 @@ TRAIN_DIR = "MoNuSeg 2018 Training Data"
 TEST_DIR = "MoNuSegTestData"
 
 
-def case_id(stem: str) -> str:
-    """The TCGA case (``TCGA-XX-YYYY``) of a MoNuSeg file stem."""
-    return "-".join(stem.split("-")[:3])
-
-
 def parse_aperio_xml(path: Path) -> tuple[list[np.ndarray], float | None]:
     """Regions of a MoNuSeg Aperio XML file as ``N×2`` (x, y) float arrays, and ``MicronsPerPixel``.
 
@@ -238,9 +233,9 @@ def _convert_one(stem: str, split: str, tif: Path, xml: Path) -> RawSample:
     image = to_rgb_uint8(read_image(tif), tif)
     regions, mpp = parse_aperio_xml(xml)
     instances, _ = rasterize(regions, image.shape[:2])
-    case = case_id(stem)
     tcga = tcga_fields(stem)  # tcga_case, tcga_project, primary_site (the barcode's TSS code)
-    extra: dict[str, str | bool] = {"tcga_case": case, **tcga}
+    case = tcga.get("tcga_case", "")
+    extra: dict[str, str | bool] = {**tcga}
     if split == "train":
         extra["added_2018"] = case in EXTRA_TRAIN_IDS
     organ = ORGANS.get(case) or tcga.get("primary_site")  # the organisers' organ first

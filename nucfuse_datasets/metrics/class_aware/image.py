@@ -19,7 +19,7 @@ from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist
 
 from nucfuse_datasets._labelmap import LUT_MAX_ID
-from nucfuse_datasets.errors import ArgumentError, MetricInputError
+from nucfuse_datasets.errors import ArgumentError, MetricInputError, NucFuseError
 from nucfuse_datasets.metrics._relabel import relabel
 from nucfuse_datasets.metrics._table import Overlap, overlap, overlap_raw
 from nucfuse_datasets.metrics._validate import as_label_map, check_pair
@@ -45,40 +45,43 @@ def check_radius(value: Any) -> float:
     return out
 
 
-def as_class_lookup(x: Any, name: str) -> NDArray[np.int64]:
+def as_class_lookup(
+    x: Any, name: str, *, max_id: int | None = None, error: type[NucFuseError] = MetricInputError
+) -> NDArray[np.int64]:
     """Return a class lookup (``classes[id]`` = class of instance ``id``) as a 1-D ``int64`` array.
 
-    Checks the type and shape and that no class is negative; the range against ``n_classes``
-    and the length against the map are checked by :func:`image_class_stats`.
+    The one check of a class lookup: its type and shape, that no class is negative and, given the instance map's
+    largest id ``max_id``, that it has an entry per id. ``error`` is the error class of the caller's context
+    (``InvalidPredictionError`` for predictions). The range against ``n_classes`` is the caller's.
     """
     if hasattr(x, "detach"):  # a torch tensor
         x = x.detach().cpu().numpy()
     try:
         arr = np.asarray(x)
     except (ValueError, TypeError) as exc:
-        raise MetricInputError(f"{name} cannot be read as an array ({exc}).") from None
+        raise error(f"{name} cannot be read as an array ({exc}).") from None
     if arr.ndim != 1:
-        raise MetricInputError(
+        raise error(
             f"{name} must be a 1-D lookup array (classes[id] = class of instance id, classes[0] = 0); "
             f"got shape {arr.shape}."
         )
     if arr.dtype.kind not in "iu":
-        raise MetricInputError(f"{name} must hold integer class ids; got dtype {arr.dtype}.")
+        raise error(f"{name} must hold integer class ids; got dtype {arr.dtype}.")
     if arr.size and arr.dtype.kind == "u" and int(arr.max()) >= 2**62:
-        raise MetricInputError(f"{name} holds class ids up to {int(arr.max())}; that is not a class id.")
+        raise error(f"{name} holds class ids up to {int(arr.max())}; that is not a class id.")
     out = arr.astype(np.int64)
     if out.size and int(out.min()) < 0:
         bad = int(np.flatnonzero(out < 0)[0])
-        raise MetricInputError(f"{name} has a negative class ({int(out[bad])} at id {bad}); classes must be >= 0.")
+        raise error(f"{name} has a negative class ({int(out[bad])} at id {bad}); classes must be >= 0.")
+    if max_id is not None and max_id > 0 and out.size < max_id + 1:
+        raise error(
+            f"{name} has {out.size} entries but the instance map has id {max_id}; "
+            f"it needs one class per id 0..{max_id} (classes[id] = class of instance id)."
+        )
     return out
 
 
-def _check_lookup(classes: NDArray[np.int64], name: str, max_id: int, n_classes: int) -> None:
-    if max_id > 0 and classes.size < max_id + 1:
-        raise MetricInputError(
-            f"{name} has {classes.size} entries but the instance map has id {max_id}; "
-            f"it needs one class per id 0..{max_id} (classes[id] = class of instance id)."
-        )
+def _check_range(classes: NDArray[np.int64], name: str, n_classes: int) -> None:
     if classes.size > 1:
         top = int(classes[1:].max())
         if top > n_classes:
@@ -190,10 +193,10 @@ def image_class_stats(
     g = as_label_map(gt_instances, "gt_instances")
     p = as_label_map(pred_instances, "pred_instances")
     check_pair(g, p)
-    g_cls = as_class_lookup(gt_classes, "gt_classes")
-    p_cls = as_class_lookup(pred_classes, "pred_classes")
-    _check_lookup(g_cls, "gt_classes", int(g.max()) if g.size else 0, n)
-    _check_lookup(p_cls, "pred_classes", int(p.max()) if p.size else 0, n)
+    g_cls = as_class_lookup(gt_classes, "gt_classes", max_id=int(g.max()) if g.size else 0)
+    p_cls = as_class_lookup(pred_classes, "pred_classes", max_id=int(p.max()) if p.size else 0)
+    _check_range(g_cls, "gt_classes", n)
+    _check_range(p_cls, "pred_classes", n)
 
     ov = _table(g, p)
     true_cls = g_cls[ov.true_ids.astype(np.intp)]
